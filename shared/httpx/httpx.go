@@ -1,0 +1,246 @@
+// Package httpx holds the HTTP plumbing every byok handler shares: request ids,
+// the request-scoped slog logger, the SPEC §12 error envelope, bounded JSON
+// decoding and panic recovery.
+package httpx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/synthstack/byok/shared/apperr"
+)
+
+// Body limits of SPEC §12.
+const (
+	MaxJSONBody      = 10 << 20 // chat, embeddings and the small JSON routes
+	MaxUploadBody    = 25 << 20 // transcription
+	RequestIDHeader  = "X-Request-Id"
+	maxClientReqIDLn = 128
+)
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+	loggerKey
+)
+
+// RequestID returns the request id stored in ctx ("" if none).
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// Logger returns the request-scoped logger (with request_id), or def.
+func Logger(ctx context.Context, def *slog.Logger) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
+		return l
+	}
+	return def
+}
+
+// WithRequestID stores id and a logger carrying it in ctx.
+func WithRequestID(ctx context.Context, log *slog.Logger, id string) context.Context {
+	ctx = context.WithValue(ctx, requestIDKey, id)
+	return context.WithValue(ctx, loggerKey, log.With("request_id", id))
+}
+
+// NewID returns a random 128-bit hex id.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func validClientID(s string) bool {
+	if s == "" || len(s) > maxClientReqIDLn {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// statusRecorder remembers the status for the access log; it forwards
+// Flush so streaming handlers are never buffered.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(p)
+	s.bytes += int64(n)
+	return n, err
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Middleware assigns the request id (the Lambda request id when running in
+// Lambda, else a valid client X-Request-Id, else a new one), echoes it in
+// X-Request-Id, logs one access line (method, path, status, duration; never
+// headers or bodies) and turns panics into a 500 envelope.
+func Middleware(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := ""
+		if lc, ok := lambdacontext.FromContext(r.Context()); ok && lc.AwsRequestID != "" {
+			id = lc.AwsRequestID
+		}
+		if id == "" {
+			if c := r.Header.Get(RequestIDHeader); validClientID(c) {
+				id = c
+			} else {
+				id = NewID()
+			}
+		}
+		ctx := WithRequestID(r.Context(), log, id)
+		r = r.WithContext(ctx)
+		w.Header().Set(RequestIDHeader, id)
+		rec := &statusRecorder{ResponseWriter: w}
+		l := Logger(ctx, log)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				l.Error("panic", "panic", slog.AnyValue(p).String())
+				if rec.status == 0 {
+					WriteError(rec, r, apperr.New(apperr.Internal, "internal error"))
+				}
+			}
+			l.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+				"bytes", rec.bytes, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Type      string `json:"type"`
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}
+
+// WriteError writes err in the SPEC §12 envelope. Non-application errors are
+// logged with their cause and sent as a generic 500.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	code, msg, retry := apperr.Public(err)
+	status := apperr.Status(code)
+	log := Logger(r.Context(), slog.Default())
+	if status >= 500 {
+		log.Error("request failed", "code", string(code), "err", err.Error())
+	} else {
+		log.Info("request refused", "code", string(code), "message", msg)
+	}
+	if retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+	}
+	WriteJSON(w, status, errorBody{Error: errorDetail{
+		Type: apperr.Type(code), Code: string(code), Message: msg, RequestID: RequestID(r.Context()),
+	}})
+}
+
+// WriteJSON writes v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// DecodeJSON reads a JSON object of at most limit bytes into dst. It rejects
+// a wrong content type, a body over the limit (413), malformed JSON, wrong
+// field types, unknown fields and trailing data, each as a clear error.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, dst any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return apperr.New(apperr.InvalidRequest, "Content-Type must be application/json")
+		}
+	}
+	if r.ContentLength > limit {
+		return apperr.New(apperr.RequestTooLarge, "request body exceeds %d bytes", limit)
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err, limit)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return apperr.New(apperr.RequestTooLarge, "request body exceeds %d bytes", limit)
+		}
+		return apperr.New(apperr.InvalidRequest, "request body must hold a single JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error, limit int64) error {
+	var mbe *http.MaxBytesError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return apperr.New(apperr.RequestTooLarge, "request body exceeds %d bytes", limit)
+	case errors.Is(err, io.EOF):
+		return apperr.New(apperr.InvalidRequest, "request body is empty; a JSON object is required")
+	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
+		return apperr.New(apperr.InvalidRequest, "request body is not valid JSON")
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return apperr.New(apperr.InvalidRequest, "field %q must be of type %s", te.Field, te.Type.String())
+		}
+		return apperr.New(apperr.InvalidRequest, "request body must be a JSON object")
+	default:
+		const prefix = "json: unknown field "
+		if s := err.Error(); len(s) > len(prefix) && s[:len(prefix)] == prefix {
+			return apperr.New(apperr.InvalidRequest, "unknown field %s", s[len(prefix):])
+		}
+		return apperr.New(apperr.InvalidRequest, "request body is not valid JSON")
+	}
+}
+
+// NotFoundHandler answers unknown routes with the envelope.
+func NotFoundHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, r, apperr.New(apperr.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+}
