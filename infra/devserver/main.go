@@ -1,0 +1,73 @@
+// Command devserver serves every byok function's routes in one local process
+// with the same handlers the Lambdas use (SPEC §15). It is configured only by
+// environment; DEV_BOOTSTRAP=1 creates missing tables and the topic first.
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/synthstack/byok/shared/app"
+	"github.com/synthstack/byok/shared/awsclient"
+)
+
+func main() {
+	log := app.NewLogger()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg := app.ConfigFromEnv(app.Getenv)
+	awsCfg, err := awsclient.Load(ctx)
+	if err != nil {
+		log.Error("start-up failed", "err", err.Error())
+		os.Exit(1)
+	}
+	clients := app.NewClients(awsCfg)
+	if app.Getenv("DEV_BOOTSTRAP") == "1" {
+		bctx, cancel := context.WithTimeout(ctx, time.Minute)
+		arn, err := app.Bootstrap(bctx, clients, cfg.TablePrefix)
+		cancel()
+		if err != nil {
+			log.Error("bootstrap failed", "err", err.Error())
+			os.Exit(1)
+		}
+		if cfg.SNSTopicARN == "" {
+			cfg.SNSTopicARN = arn
+		}
+		log.Info("bootstrap done", "table_prefix", cfg.TablePrefix, "topic_arn", arn)
+	}
+	a, err := app.New(ctx, cfg, clients, log)
+	if err != nil {
+		log.Error("start-up failed", "err", err.Error())
+		os.Exit(1)
+	}
+	port := app.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	srv := &http.Server{
+		Addr:              net.JoinHostPort(app.Getenv("HOST"), port),
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	if srv.Addr == ":"+port {
+		srv.Addr = "127.0.0.1:" + port
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("devserver listening", "addr", "http://"+srv.Addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("serve failed", "err", err.Error())
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,191 @@
+// Package admin serves the admin routes: global routing settings and user
+// accounts (tier, email). Every route needs an admin principal.
+package admin
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/mail"
+	"time"
+
+	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/auth"
+	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/routing"
+	"github.com/synthstack/byok/shared/store"
+)
+
+// Store is the storage the admin service needs.
+type Store interface {
+	GetSettings(ctx context.Context, defaultMode routing.Mode) (routing.Settings, int64, error)
+	PutSettings(ctx context.Context, s routing.Settings, version int64, now time.Time) error
+	GetAccount(ctx context.Context, userID string) (*store.Account, error)
+	UpsertAccount(ctx context.Context, userID string, patch store.AccountPatch, now time.Time) (*store.Account, error)
+}
+
+// Service implements the admin routes.
+type Service struct {
+	Store       Store
+	DefaultMode routing.Mode
+	Now         func() time.Time
+	Log         *slog.Logger
+}
+
+const maxAdminBody = 64 << 10
+
+// Register adds the admin routes to mux, each behind RequireAdmin.
+func (s *Service) Register(mux *http.ServeMux) {
+	mux.Handle("GET /v1/admin/settings", auth.RequireAdmin(http.HandlerFunc(s.getSettings)))
+	mux.Handle("PUT /v1/admin/settings", auth.RequireAdmin(http.HandlerFunc(s.putSettings)))
+	mux.Handle("GET /v1/admin/users/{id}", auth.RequireAdmin(http.HandlerFunc(s.getUser)))
+	mux.Handle("PUT /v1/admin/users/{id}", auth.RequireAdmin(http.HandlerFunc(s.putUser)))
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) getSettings(w http.ResponseWriter, r *http.Request) {
+	set, _, err := s.Store.GetSettings(r.Context(), s.DefaultMode)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, set)
+}
+
+// UpdateSettings applies patch with optimistic concurrency, retrying a few
+// times when another admin wrote in between.
+func (s *Service) UpdateSettings(ctx context.Context, patch routing.SettingsPatch) (routing.Settings, error) {
+	if err := patch.Validate(); err != nil {
+		return routing.Settings{}, apperr.New(apperr.InvalidRequest, "%s", err.Error())
+	}
+	for range 5 {
+		cur, version, err := s.Store.GetSettings(ctx, s.DefaultMode)
+		if err != nil {
+			return routing.Settings{}, err
+		}
+		next := cur.Apply(patch)
+		err = s.Store.PutSettings(ctx, next, version, s.now())
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return routing.Settings{}, err
+		}
+		httpx.Logger(ctx, s.Log).Info("settings updated", "routing_mode", string(next.RoutingMode), "byok_enabled", next.BYOKEnabled)
+		return next, nil
+	}
+	return routing.Settings{}, apperr.New(apperr.ServiceUnavailable, "settings are being changed concurrently; try again")
+}
+
+func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
+	var patch routing.SettingsPatch
+	if err := httpx.DecodeJSON(w, r, maxAdminBody, &patch); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	set, err := s.UpdateSettings(r.Context(), patch)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, set)
+}
+
+// UserView is an account as admins see it.
+type UserView struct {
+	UserID        string       `json:"user_id"`
+	Tier          routing.Tier `json:"tier"`
+	Email         string       `json:"email"`
+	CreditBalance int64        `json:"credit_balance"`
+	UpdatedAt     time.Time    `json:"updated_at"`
+}
+
+func userView(a *store.Account) UserView {
+	return UserView{UserID: a.UserID, Tier: routing.Tier(a.Tier), Email: a.Email, CreditBalance: a.CreditBalance, UpdatedAt: a.UpdatedAt}
+}
+
+// ValidUserID reports whether id can name a user: 1–256 printable ASCII
+// characters without spaces.
+func ValidUserID(id string) bool {
+	if id == "" || len(id) > 256 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func userID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if !ValidUserID(id) {
+		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "user id must be 1-256 printable characters without spaces"))
+		return "", false
+	}
+	return id, true
+}
+
+func (s *Service) getUser(w http.ResponseWriter, r *http.Request) {
+	id, ok := userID(w, r)
+	if !ok {
+		return
+	}
+	a, err := s.Store.GetAccount(r.Context(), id)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if a == nil {
+		httpx.WriteError(w, r, apperr.New(apperr.NotFound, "no account for this user"))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, userView(a))
+}
+
+type userPatch struct {
+	Tier  *string `json:"tier"`
+	Email *string `json:"email"`
+}
+
+func (s *Service) putUser(w http.ResponseWriter, r *http.Request) {
+	id, ok := userID(w, r)
+	if !ok {
+		return
+	}
+	var p userPatch
+	if err := httpx.DecodeJSON(w, r, maxAdminBody, &p); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if p.Tier == nil && p.Email == nil {
+		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "send at least one of \"tier\" or \"email\""))
+		return
+	}
+	if p.Tier != nil && !routing.Tier(*p.Tier).Valid() {
+		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "tier must be one of %v", routing.Tiers()))
+		return
+	}
+	if p.Email != nil && *p.Email != "" {
+		addr, err := mail.ParseAddress(*p.Email)
+		if err != nil || addr.Address != *p.Email || len(*p.Email) > 254 {
+			httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "email must be a plain address like name@example.com"))
+			return
+		}
+	}
+	a, err := s.Store.UpsertAccount(r.Context(), id, store.AccountPatch{Tier: p.Tier, Email: p.Email}, s.now())
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.Logger(r.Context(), s.Log).Info("account updated", "user_id", id, "tier", a.Tier)
+	httpx.WriteJSON(w, http.StatusOK, userView(a))
+}

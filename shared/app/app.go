@@ -1,0 +1,167 @@
+// Package app wires byok's configuration, AWS clients and domain services
+// into HTTP handlers. Function mains and the dev server call it; it holds no
+// domain logic of its own.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/synthstack/byok/shared/admin"
+	"github.com/synthstack/byok/shared/auth"
+	"github.com/synthstack/byok/shared/awsclient"
+	"github.com/synthstack/byok/shared/events"
+	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/keys"
+	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/routing"
+	"github.com/synthstack/byok/shared/store"
+	"github.com/synthstack/byok/shared/vault"
+)
+
+// Config is byok's environment configuration.
+type Config struct {
+	TablePrefix string
+	SNSTopicARN string
+	DefaultMode routing.Mode
+	KMSKeyID    string
+	Auth        auth.Config
+	Endpoints   provider.Endpoints
+	Getenv      func(string) string
+}
+
+// ConfigFromEnv reads Config from getenv.
+func ConfigFromEnv(getenv func(string) string) Config {
+	return Config{
+		TablePrefix: getenv("TABLE_PREFIX"),
+		SNSTopicARN: getenv("SNS_TOPIC_ARN"),
+		DefaultMode: routing.Mode(getenv("DEFAULT_ROUTING_MODE")),
+		KMSKeyID:    getenv("KMS_KEY_ID"),
+		Auth:        auth.ConfigFromEnv(getenv),
+		Endpoints:   provider.EndpointsFromEnv(getenv),
+		Getenv:      getenv,
+	}
+}
+
+// Clients are the AWS clients byok uses.
+type Clients struct {
+	DynamoDB *dynamodb.Client
+	KMS      *kms.Client
+	SNS      *sns.Client
+}
+
+// NewClients builds the AWS clients from an SDK config.
+func NewClients(cfg aws.Config) Clients {
+	return Clients{DynamoDB: dynamodb.NewFromConfig(cfg), KMS: kms.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg)}
+}
+
+// NewLogger returns the JSON slog logger writing to stdout.
+func NewLogger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// App holds the wired services.
+type App struct {
+	Log      *slog.Logger
+	Verifier *auth.Verifier
+	Store    *store.Store
+	Vault    *vault.Vault
+	Keys     *keys.Service
+	Admin    *admin.Service
+	// VaultErr is why the vault is disabled (nil when configured).
+	VaultErr error
+}
+
+// New wires an App. A missing or malformed ENCRYPTION_KEY (with no KMS key)
+// is logged as a clear start-up error and leaves a vault that refuses every
+// save with that message; auth misconfiguration is fatal.
+func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, error) {
+	ver, err := auth.NewVerifier(ctx, cfg.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	var kmsAPI vault.KMSAPI
+	if cfg.KMSKeyID != "" && c.KMS != nil {
+		kmsAPI = c.KMS
+	}
+	v, verr := vault.FromEnv(cfg.Getenv, kmsAPI)
+	if verr != nil {
+		log.Error("key encryption is not configured; saving keys is refused until it is", "err", verr.Error())
+		v = vault.Disabled(verr)
+	}
+	var pub events.Publisher = events.Nop{}
+	if cfg.SNSTopicARN != "" && c.SNS != nil {
+		pub = events.NewSNS(c.SNS, cfg.SNSTopicARN, log)
+	}
+	st := store.New(c.DynamoDB, cfg.TablePrefix)
+	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	return &App{
+		Log:      log,
+		Verifier: ver,
+		Store:    st,
+		Vault:    v,
+		VaultErr: verr,
+		Keys: &keys.Service{
+			Store: st, Sealer: v, Validator: provider.NewValidator(httpClient, cfg.Endpoints, 10*time.Second),
+			Events: pub, DefaultMode: cfg.DefaultMode, Log: log,
+		},
+		Admin: &admin.Service{Store: st, DefaultMode: cfg.DefaultMode, Log: log},
+	}, nil
+}
+
+// Function names, as in template.yaml and functions/<name>.
+const (
+	FnKeys     = "keys"
+	FnValidate = "validate"
+	FnAdmin    = "admin"
+)
+
+// Handler returns the HTTP handler serving the routes of the named functions
+// (all of them when names is empty), behind request ids, logging and auth.
+func (a *App) Handler(names ...string) http.Handler {
+	mux := http.NewServeMux()
+	all := len(names) == 0
+	has := func(n string) bool {
+		for _, x := range names {
+			if x == n {
+				return true
+			}
+		}
+		return all
+	}
+	if has(FnKeys) {
+		a.Keys.RegisterKeys(mux)
+	}
+	if has(FnValidate) {
+		a.Keys.RegisterValidate(mux)
+	}
+	if has(FnAdmin) {
+		a.Admin.Register(mux)
+	}
+	mux.Handle("/", httpx.NotFoundHandler())
+	return httpx.Middleware(a.Log, a.Verifier.Middleware(mux))
+}
+
+// Getenv returns os.Getenv with s trimmed; a convenience for mains.
+func Getenv(k string) string { return strings.TrimSpace(os.Getenv(k)) }
+
+// FromEnv loads the AWS SDK config and clients and wires an App from the
+// process environment: what every function main and the dev server do first.
+func FromEnv(ctx context.Context, log *slog.Logger) (*App, Clients, error) {
+	awsCfg, err := awsclient.Load(ctx)
+	if err != nil {
+		return nil, Clients{}, err
+	}
+	c := NewClients(awsCfg)
+	a, err := New(ctx, ConfigFromEnv(Getenv), c, log)
+	return a, c, err
+}

@@ -1,0 +1,167 @@
+// Package events publishes byok's notifications (SPEC §13) to one SNS topic,
+// with the event type in the `event_type` message attribute. A failed publish
+// is retried, then logged; it never fails the caller.
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sns/types"
+	"github.com/cenkalti/backoff/v5"
+)
+
+// Event types.
+const (
+	KeyInvalid   = "byok.key_invalid"
+	KeyValid     = "byok.key_valid"
+	Fallback     = "byok.fallback"
+	QuotaWarning = "byok.quota_warning"
+)
+
+// What detected a status change.
+const (
+	BySave     = "save"
+	ByTest     = "test"
+	ByUse      = "use"
+	BySchedule = "schedule"
+)
+
+// Event is the JSON body of one notification. It carries a key's hint only,
+// never the key.
+type Event struct {
+	Type       string    `json:"event_type"`
+	UserID     string    `json:"user_id"`
+	Email      string    `json:"email"`
+	Provider   string    `json:"provider"`
+	Hint       string    `json:"hint"`
+	Reason     string    `json:"reason"`
+	DetectedBy string    `json:"detected_by"`
+	At         time.Time `json:"at"`
+	Subject    string    `json:"subject"`
+	Text       string    `json:"text"`
+}
+
+// Publisher publishes events.
+type Publisher interface {
+	Publish(ctx context.Context, e Event)
+}
+
+// Nop drops every event (no topic configured).
+type Nop struct{}
+
+// Publish implements Publisher.
+func (Nop) Publish(context.Context, Event) {}
+
+// SNSAPI is the subset of *sns.Client used.
+type SNSAPI interface {
+	Publish(context.Context, *sns.PublishInput, ...func(*sns.Options)) (*sns.PublishOutput, error)
+}
+
+// SNS publishes to one topic.
+type SNS struct {
+	client   SNSAPI
+	topicARN string
+	log      *slog.Logger
+	maxTries uint
+}
+
+// NewSNS returns a publisher to topicARN.
+func NewSNS(client SNSAPI, topicARN string, log *slog.Logger) *SNS {
+	return &SNS{client: client, topicARN: topicARN, log: log, maxTries: 3}
+}
+
+// Publish sends e, retrying transient failures with backoff; a final failure
+// is logged and swallowed.
+func (p *SNS) Publish(ctx context.Context, e Event) {
+	if e.At.IsZero() {
+		e.At = time.Now().UTC()
+	}
+	if e.Subject == "" || e.Text == "" {
+		e.Subject, e.Text = Describe(e)
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		p.log.Error("event encode failed", "event_type", e.Type, "err", err.Error())
+		return
+	}
+	in := &sns.PublishInput{
+		TopicArn: aws.String(p.topicARN),
+		Message:  aws.String(string(body)),
+		Subject:  aws.String(trimSubject(e.Subject)),
+		MessageAttributes: map[string]types.MessageAttributeValue{
+			"event_type": {DataType: aws.String("String"), StringValue: aws.String(e.Type)},
+		},
+	}
+	// A publish must not outlive a cancelled request by much, nor die with it.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err = backoff.Retry(pctx, func() (*sns.PublishOutput, error) {
+		return p.client.Publish(pctx, in)
+	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxTries(p.maxTries))
+	if err != nil {
+		p.log.Error("event publish failed", "event_type", e.Type, "user_id", e.UserID, "provider", e.Provider, "err", err.Error())
+	}
+}
+
+func trimSubject(s string) string {
+	if len(s) > 99 {
+		return s[:99]
+	}
+	return s
+}
+
+// Describe returns an email subject and text for e.
+func Describe(e Event) (subject, text string) {
+	key := fmt.Sprintf("your %s API key (%s)", e.Provider, e.Hint)
+	switch e.Type {
+	case KeyInvalid:
+		return fmt.Sprintf("Action required: your %s API key stopped working", e.Provider),
+			fmt.Sprintf("We checked %s on %s (%s) and the provider refused it: %s. Until you fix it, requests for %s models use platform credits or fail, depending on your routing mode. Replace or re-test the key under Settings → API Keys.",
+				key, e.At.Format("2 Jan 2006 15:04 MST"), detectedText(e.DetectedBy), reasonText(e.Reason), e.Provider)
+	case KeyValid:
+		return fmt.Sprintf("Your %s API key works again", e.Provider),
+			fmt.Sprintf("We checked %s on %s (%s) and it works again. Requests for %s models use it from now on.",
+				key, e.At.Format("2 Jan 2006 15:04 MST"), detectedText(e.DetectedBy), e.Provider)
+	case Fallback:
+		return fmt.Sprintf("Your %s requests fell back to platform credits", e.Provider),
+			fmt.Sprintf("A request with %s failed (%s), so it was served with platform credits instead.", key, e.Reason)
+	case QuotaWarning:
+		return "Your quota is running low",
+			fmt.Sprintf("Your quota is running low (%s). Add credits or check your %s account.", e.Reason, e.Provider)
+	}
+	return e.Type, e.Type
+}
+
+func detectedText(by string) string {
+	switch by {
+	case BySave:
+		return "when you saved it"
+	case ByTest:
+		return "when you tested it"
+	case ByUse:
+		return "while serving one of your requests"
+	case BySchedule:
+		return "during the daily check"
+	}
+	return by
+}
+
+func reasonText(r string) string {
+	switch r {
+	case "unauthorized":
+		return "the key was rejected as unauthorized (revoked or mistyped)"
+	case "forbidden":
+		return "the key is not allowed to use the API (permissions or region)"
+	case "no_billing":
+		return "the provider account has no billing set up or no credit left"
+	case "quota_exceeded":
+		return "the provider account's quota is exhausted"
+	}
+	return r
+}

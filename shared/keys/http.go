@@ -1,0 +1,112 @@
+package keys
+
+import (
+	"net/http"
+
+	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/auth"
+	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/provider"
+)
+
+// maxKeyBody bounds PUT /v1/keys bodies: a key plus a few fields.
+const maxKeyBody = 64 << 10
+
+// RegisterKeys adds the keys function's routes to mux.
+func (s *Service) RegisterKeys(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/keys", s.handleList)
+	mux.HandleFunc("PUT /v1/keys/{provider}", s.handlePut)
+	mux.HandleFunc("DELETE /v1/keys/{provider}", s.handleDelete)
+}
+
+// RegisterValidate adds the validate function's route to mux.
+func (s *Service) RegisterValidate(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/keys/{provider}/test", s.handleTest)
+}
+
+func principal(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		httpx.WriteError(w, r, apperr.New(apperr.Unauthorized, "missing credentials"))
+	}
+	return p, ok
+}
+
+func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
+	p, ok := principal(w, r)
+	if !ok {
+		return
+	}
+	out, err := s.List(r.Context(), p.UserID)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+type putRequest struct {
+	APIKey *string `json:"api_key"`
+}
+
+func (s *Service) handlePut(w http.ResponseWriter, r *http.Request) {
+	pr, ok := principal(w, r)
+	if !ok {
+		return
+	}
+	p, err := provider.Parse(r.PathValue("provider"))
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	var req putRequest
+	if err := httpx.DecodeJSON(w, r, maxKeyBody, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if req.APIKey == nil || *req.APIKey == "" {
+		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "field \"api_key\" is required"))
+		return
+	}
+	v, err := s.Put(r.Context(), pr.UserID, p, *req.APIKey)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
+	pr, ok := principal(w, r)
+	if !ok {
+		return
+	}
+	p, err := provider.Parse(r.PathValue("provider"))
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if err := s.Delete(r.Context(), pr.UserID, p); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
+	pr, ok := principal(w, r)
+	if !ok {
+		return
+	}
+	p, err := provider.Parse(r.PathValue("provider"))
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	v, err := s.Test(r.Context(), pr.UserID, p)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
+}
