@@ -89,11 +89,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	var kmsAPI vault.KMSAPI
-	if cfg.KMSKeyID != "" && c.KMS != nil {
-		kmsAPI = c.KMS
-	}
-	v, verr := vault.FromEnv(cfg.Getenv, kmsAPI)
+	v, verr := NewVault(cfg, c)
 	if verr != nil {
 		log.Error("key encryption is not configured; saving keys is refused until it is", "err", verr.Error())
 		v = vault.Disabled(verr)
@@ -116,6 +112,16 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 		},
 		Admin: &admin.Service{Store: st, DefaultMode: cfg.DefaultMode, Log: log},
 	}, nil
+}
+
+// NewVault builds the vault from KMS_KEY_ID / ENCRYPTION_KEY /
+// ENCRYPTION_KEY_PREVIOUS, with a bounded cache of unwrapped data keys.
+func NewVault(cfg Config, c Clients) (*vault.Vault, error) {
+	var kmsAPI vault.KMSAPI
+	if cfg.KMSKeyID != "" && c.KMS != nil {
+		kmsAPI = c.KMS
+	}
+	return vault.FromEnv(cfg.Getenv, kmsAPI, vault.WithCache(10_000, 15*time.Minute))
 }
 
 // Function names, as in template.yaml and functions/<name>.
