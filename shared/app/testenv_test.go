@@ -56,6 +56,7 @@ type testEnv struct {
 	vars       map[string]string
 	secret     []byte
 	db         *dynamodb.Client
+	clients    app.Clients
 	app        *app.App
 }
 
@@ -94,6 +95,7 @@ func (e *testEnv) start() {
 	cfgAWS := awstest.Config(t)
 	clients := app.NewClients(cfgAWS)
 	e.db = clients.DynamoDB
+	e.clients = clients
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := app.Bootstrap(ctx, clients, e.vars["TABLE_PREFIX"]); err != nil {
@@ -101,6 +103,9 @@ func (e *testEnv) start() {
 	}
 	e.startWith(clients)
 }
+
+// restart rewires the app from e.vars (same tables, same fake provider).
+func (e *testEnv) restart() { e.startWith(e.clients) }
 
 func (e *testEnv) startWith(clients app.Clients) {
 	t := e.t

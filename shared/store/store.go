@@ -23,6 +23,10 @@ const (
 	EntityProviderKey = "provider_keys"
 	EntitySettings    = "settings"
 	EntityRateLimit   = "rate_limits"
+	// EntityCreditTransaction rows live in CreditTransactionsTable.
+	EntityCreditTransaction = "credit_transactions"
+	// EntityUsage rows live in UsageTable.
+	EntityUsage = "api_key_usage"
 )
 
 const (

@@ -46,8 +46,31 @@ var MainTable = TableDef{
 	Entities:     []string{EntityAccount, EntityProviderKey, EntitySettings, EntityRateLimit},
 }
 
+// CreditTransactionsTable is the credit ledger (SPEC §9): one row per credit
+// movement (grant, reserve, settle, release) with the request id, plus
+// idempotency markers. pk USER#<id>.
+var CreditTransactionsTable = TableDef{
+	Logical:      "CreditTransactionsTable",
+	Suffix:       "credit_transactions",
+	PartitionKey: AttrPK,
+	SortKey:      AttrSK,
+	TTLAttribute: AttrTTL,
+	Entities:     []string{EntityCreditTransaction},
+}
+
+// UsageTable holds BYOK usage rows (SPEC §10 api_key_usage), metadata only,
+// with a TTL (default 400 days). pk USER#<id>, sk <time>#<request id>.
+var UsageTable = TableDef{
+	Logical:      "UsageTable",
+	Suffix:       "api_key_usage",
+	PartitionKey: AttrPK,
+	SortKey:      AttrSK,
+	TTLAttribute: AttrTTL,
+	Entities:     []string{EntityUsage},
+}
+
 // Tables returns every table byok uses.
-func Tables() []TableDef { return []TableDef{MainTable} }
+func Tables() []TableDef { return []TableDef{MainTable, CreditTransactionsTable, UsageTable} }
 
 // Name returns the physical table name for prefix.
 func (d TableDef) Name(prefix string) string { return prefix + d.Suffix }
