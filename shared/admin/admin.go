@@ -25,9 +25,15 @@ type Store interface {
 	UpsertAccount(ctx context.Context, userID string, patch store.AccountPatch, now time.Time) (*store.Account, error)
 }
 
+// Ledger grants credits (credits.Ledger).
+type Ledger interface {
+	Grant(ctx context.Context, userID, idempotencyKey string, amount int64, reason string) (balance int64, replayed bool, err error)
+}
+
 // Service implements the admin routes.
 type Service struct {
 	Store       Store
+	Ledger      Ledger
 	DefaultMode routing.Mode
 	Now         func() time.Time
 	Log         *slog.Logger
@@ -41,6 +47,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.Handle("PUT /v1/admin/settings", auth.RequireAdmin(http.HandlerFunc(s.putSettings)))
 	mux.Handle("GET /v1/admin/users/{id}", auth.RequireAdmin(http.HandlerFunc(s.getUser)))
 	mux.Handle("PUT /v1/admin/users/{id}", auth.RequireAdmin(http.HandlerFunc(s.putUser)))
+	mux.Handle("POST /v1/admin/users/{id}/credits", auth.RequireAdmin(http.HandlerFunc(s.grantCredits)))
 }
 
 func (s *Service) now() time.Time {
@@ -188,4 +195,51 @@ func (s *Service) putUser(w http.ResponseWriter, r *http.Request) {
 	}
 	httpx.Logger(r.Context(), s.Log).Info("account updated", "user_id", id, "tier", a.Tier)
 	httpx.WriteJSON(w, http.StatusOK, userView(a))
+}
+
+type grantRequest struct {
+	Amount *int64  `json:"amount"`
+	Reason *string `json:"reason"`
+}
+
+// GrantResponse answers a credit grant.
+type GrantResponse struct {
+	UserID   string `json:"user_id"`
+	Amount   int64  `json:"amount"`
+	Balance  int64  `json:"balance"`
+	Replayed bool   `json:"replayed"`
+}
+
+// grantCredits adds (or, with a negative amount, removes) credits,
+// idempotently by the Idempotency-Key header.
+func (s *Service) grantCredits(w http.ResponseWriter, r *http.Request) {
+	id, ok := userID(w, r)
+	if !ok {
+		return
+	}
+	idem := r.Header.Get("Idempotency-Key")
+	if idem == "" || len(idem) > 200 {
+		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "an Idempotency-Key header (1-200 characters) is required"))
+		return
+	}
+	var req grantRequest
+	if err := httpx.DecodeJSON(w, r, maxAdminBody, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if req.Amount == nil || *req.Amount == 0 || *req.Amount > 1_000_000_000_000 || *req.Amount < -1_000_000_000_000 {
+		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "field \"amount\" must be a non-zero integer of at most 10^12 credits"))
+		return
+	}
+	if req.Reason == nil || *req.Reason == "" || len(*req.Reason) > 500 {
+		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "field \"reason\" is required (at most 500 characters)"))
+		return
+	}
+	bal, replayed, err := s.Ledger.Grant(r.Context(), id, idem, *req.Amount, *req.Reason)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.Logger(r.Context(), s.Log).Info("credits granted", "user_id", id, "amount", *req.Amount, "replayed", replayed)
+	httpx.WriteJSON(w, http.StatusOK, GrantResponse{UserID: id, Amount: *req.Amount, Balance: bal, Replayed: replayed})
 }

@@ -19,12 +19,16 @@ import (
 	"github.com/synthstack/byok/shared/admin"
 	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/awsclient"
+	"github.com/synthstack/byok/shared/chat"
+	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/ratelimit"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
+	"github.com/synthstack/byok/shared/usage"
 	"github.com/synthstack/byok/shared/vault"
 )
 
@@ -34,9 +38,16 @@ type Config struct {
 	SNSTopicARN string
 	DefaultMode routing.Mode
 	KMSKeyID    string
-	Auth        auth.Config
-	Endpoints   provider.Endpoints
-	Getenv      func(string) string
+	// InternalKeys are the platform's own provider keys (the credits route).
+	InternalKeys map[provider.Name]string
+	// SettingsTTL is how long a function instance caches admin settings.
+	SettingsTTL time.Duration
+	// UpstreamHeaderTimeout bounds the wait for a provider's first answer.
+	UpstreamHeaderTimeout time.Duration
+	CopilotModel          string
+	Auth                  auth.Config
+	Endpoints             provider.Endpoints
+	Getenv                func(string) string
 }
 
 // ConfigFromEnv reads Config from getenv.
@@ -46,10 +57,24 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		SNSTopicARN: getenv("SNS_TOPIC_ARN"),
 		DefaultMode: routing.Mode(getenv("DEFAULT_ROUTING_MODE")),
 		KMSKeyID:    getenv("KMS_KEY_ID"),
-		Auth:        auth.ConfigFromEnv(getenv),
-		Endpoints:   provider.EndpointsFromEnv(getenv),
-		Getenv:      getenv,
+		InternalKeys: map[provider.Name]string{
+			provider.OpenAI:    getenv("INTERNAL_OPENAI_API_KEY"),
+			provider.Anthropic: getenv("INTERNAL_ANTHROPIC_API_KEY"),
+		},
+		SettingsTTL:           durationEnv(getenv, "SETTINGS_CACHE_TTL", 5*time.Second),
+		UpstreamHeaderTimeout: durationEnv(getenv, "UPSTREAM_HEADER_TIMEOUT", 60*time.Second),
+		CopilotModel:          getenv("COPILOT_DEFAULT_MODEL"),
+		Auth:                  auth.ConfigFromEnv(getenv),
+		Endpoints:             provider.EndpointsFromEnv(getenv),
+		Getenv:                getenv,
 	}
+}
+
+func durationEnv(getenv func(string) string, name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
 }
 
 // Clients are the AWS clients byok uses.
@@ -77,6 +102,9 @@ type App struct {
 	Vault    *vault.Vault
 	Keys     *keys.Service
 	Admin    *admin.Service
+	Chat     *chat.Executor
+	Ledger   *credits.Ledger
+	Credits  *usage.CreditsService
 	// VaultErr is why the vault is disabled (nil when configured).
 	VaultErr error
 }
@@ -100,17 +128,43 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 	}
 	st := store.New(c.DynamoDB, cfg.TablePrefix)
 	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	upstream := http.DefaultTransport.(*http.Transport).Clone()
+	upstream.MaxIdleConns, upstream.MaxIdleConnsPerHost = 256, 128
+	upstreamClient := &http.Client{Transport: upstream}
+	ledger := credits.NewLedger(c.DynamoDB, cfg.TablePrefix, nil)
+	keySvc := &keys.Service{
+		Store: st, Sealer: v, Validator: provider.NewValidator(httpClient, cfg.Endpoints, 10*time.Second),
+		Events: pub, DefaultMode: cfg.DefaultMode, Log: log,
+	}
 	return &App{
 		Log:      log,
 		Verifier: ver,
 		Store:    st,
 		Vault:    v,
 		VaultErr: verr,
-		Keys: &keys.Service{
-			Store: st, Sealer: v, Validator: provider.NewValidator(httpClient, cfg.Endpoints, 10*time.Second),
-			Events: pub, DefaultMode: cfg.DefaultMode, Log: log,
+		Keys:     keySvc,
+		Admin:    &admin.Service{Store: st, Ledger: ledger, DefaultMode: cfg.DefaultMode, Log: log},
+		Ledger:   ledger,
+		Credits:  &usage.CreditsService{Ledger: ledger},
+		Chat: &chat.Executor{
+			Users:               st,
+			Settings:            &chat.SettingsCache{Store: st, DefaultMode: cfg.DefaultMode, TTL: cfg.SettingsTTL},
+			Keys:                v,
+			KeyRecorder:         keySvc,
+			Ledger:              ledger,
+			Limiter:             ratelimit.New(c.DynamoDB, cfg.TablePrefix, nil, 0),
+			Usage:               usage.NewWriter(c.DynamoDB, cfg.TablePrefix, 0),
+			Prices:              credits.DefaultPrices(),
+			Circuit:             chat.NewCircuit(60*time.Second, nil),
+			Events:              pub,
+			Once:                st,
+			HTTP:                upstreamClient,
+			Endpoints:           cfg.Endpoints,
+			InternalKeys:        cfg.InternalKeys,
+			HeaderTimeout:       cfg.UpstreamHeaderTimeout,
+			DefaultCopilotModel: cfg.CopilotModel,
+			Log:                 log,
 		},
-		Admin: &admin.Service{Store: st, DefaultMode: cfg.DefaultMode, Log: log},
 	}, nil
 }
 
@@ -129,6 +183,8 @@ const (
 	FnKeys     = "keys"
 	FnValidate = "validate"
 	FnAdmin    = "admin"
+	FnChat     = "chat"
+	FnUsage    = "usage"
 )
 
 // Handler returns the HTTP handler serving the routes of the named functions
@@ -152,6 +208,12 @@ func (a *App) Handler(names ...string) http.Handler {
 	}
 	if has(FnAdmin) {
 		a.Admin.Register(mux)
+	}
+	if has(FnChat) {
+		a.Chat.Register(mux)
+	}
+	if has(FnUsage) {
+		a.Credits.Register(mux)
 	}
 	mux.Handle("/", httpx.NotFoundHandler())
 	return httpx.Middleware(a.Log, a.Verifier.Middleware(mux))

@@ -74,6 +74,8 @@ func newEnv(t *testing.T, edit func(vars map[string]string)) *testEnv {
 	t.Helper()
 	fake := fakeprovider.New()
 	t.Cleanup(fake.Close)
+	fake.SetKey(internalOpenAIKey, fakeprovider.OK())
+	fake.SetKey(internalAnthropicKey, fakeprovider.OK())
 	e := &testEnv{t: t, fake: fake, logs: &lockedBuffer{}, transcript: &lockedBuffer{}}
 	e.secret = []byte(randomHex(t, 32))
 	e.vars = map[string]string{
@@ -82,6 +84,10 @@ func newEnv(t *testing.T, edit func(vars map[string]string)) *testEnv {
 		"AUTH_JWT_SECRET":    string(e.secret),
 		"OPENAI_BASE_URL":    fake.OpenAIBaseURL(),
 		"ANTHROPIC_BASE_URL": fake.AnthropicBaseURL(),
+		"INTERNAL_OPENAI_API_KEY":    internalOpenAIKey,
+		"INTERNAL_ANTHROPIC_API_KEY": internalAnthropicKey,
+		"SETTINGS_CACHE_TTL":         "1ms",
+		"UPSTREAM_HEADER_TIMEOUT":    "400ms",
 	}
 	if edit != nil {
 		edit(e.vars)
@@ -279,4 +285,48 @@ func assertNoLeak(t *testing.T, what, text, key string, prefixLen int) {
 			t.Fatalf("%s leaks part of a plaintext key (%q at offset %d)", what, key[i:i+8], i)
 		}
 	}
+}
+
+// The platform's own keys in tests (the credits route).
+const (
+	internalOpenAIKey    = "sk-internal-openai-0123456789abcdef"
+	internalAnthropicKey = "sk-ant-internal-0123456789abcdef"
+)
+
+// grant adds credits to user through the admin API.
+func (e *testEnv) grant(user string, amount int64) int64 {
+	e.t.Helper()
+	r := e.do("POST", "/v1/admin/users/"+user+"/credits", e.token("root", "admin"),
+		map[string]any{"amount": amount, "reason": "test grant"}, "Idempotency-Key", "grant-"+randomHex(e.t, 8))
+	if r.Status != 200 {
+		e.t.Fatalf("grant: %d %s", r.Status, r.Body)
+	}
+	return int64(r.json(e.t)["balance"].(float64))
+}
+
+// setMode sets the routing mode through the admin API.
+func (e *testEnv) setMode(mode string) {
+	e.t.Helper()
+	if r := e.do("PUT", "/v1/admin/settings", e.token("root", "admin"), map[string]any{"routing_mode": mode}); r.Status != 200 {
+		e.t.Fatalf("set mode: %d %s", r.Status, r.Body)
+	}
+}
+
+// saveKey stores key for user (the fake accepts it at save time).
+func (e *testEnv) saveKey(user, provider, key string) {
+	e.t.Helper()
+	e.fake.SetKey(key, fakeprovider.OK())
+	if r := e.do("PUT", "/v1/keys/"+provider, e.token(user, ""), map[string]string{"api_key": key}); r.Status != 200 || r.json(e.t)["status"] != "valid" {
+		e.t.Fatalf("save key: %d %s", r.Status, r.Body)
+	}
+}
+
+// balance reads user's balance through GET /v1/credits.
+func (e *testEnv) balance(user string) int64 {
+	e.t.Helper()
+	r := e.do("GET", "/v1/credits", e.token(user, ""), nil)
+	if r.Status != 200 {
+		e.t.Fatalf("credits: %d %s", r.Status, r.Body)
+	}
+	return int64(r.json(e.t)["balance"].(float64))
 }

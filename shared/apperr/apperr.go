@@ -29,6 +29,7 @@ const (
 	NotFound            Code = "not_found"
 	UnsupportedProvider Code = "unsupported_provider"
 	MethodNotAllowed    Code = "method_not_allowed"
+	Conflict            Code = "conflict"
 	RequestTooLarge     Code = "request_too_large"
 	RateLimited         Code = "rate_limited"
 	ProviderRateLimited Code = "provider_rate_limited"
@@ -55,6 +56,7 @@ var table = map[Code]codeInfo{
 	NotFound:            {http.StatusNotFound, "not_found_error"},
 	UnsupportedProvider: {http.StatusNotFound, "not_found_error"},
 	MethodNotAllowed:    {http.StatusMethodNotAllowed, "invalid_request_error"},
+	Conflict:            {http.StatusConflict, "invalid_request_error"},
 	RequestTooLarge:     {http.StatusRequestEntityTooLarge, "invalid_request_error"},
 	RateLimited:         {http.StatusTooManyRequests, "rate_limit_error"},
 	ProviderRateLimited: {http.StatusTooManyRequests, "rate_limit_error"},

@@ -1,7 +1,13 @@
 // Package fakeprovider is a fake OpenAI + Anthropic upstream for tests (SPEC
 // §15): one httptest server that answers both protocols, with per-key
-// behaviour (status, body, Retry-After, latency, stalls, dropped connections)
-// and a record of what it received.
+// behaviour (status, body, Retry-After, latency, stalls, dropped connections,
+// SSE pacing, cut streams, tool calls) and a record of what it received.
+//
+// Routes: OpenAI GET /v1/models, POST /v1/chat/completions, POST
+// /v1/embeddings, POST /v1/audio/transcriptions; Anthropic GET /v1/models,
+// POST /v1/messages. Answers are deterministic and never contain prompt text:
+// see ExpectedReply, ExpectedUsage and PromptTokens for how replies and token
+// counts are derived from the request body.
 //
 // A request is Anthropic-protocol when it carries an anthropic-version or
 // x-api-key header (key from x-api-key, else Authorization: Bearer); otherwise
@@ -13,7 +19,6 @@
 package fakeprovider
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -26,6 +31,8 @@ import (
 
 // Behavior is how the server answers a request presenting a given key.
 // Faults are applied in order: Delay, then Stall, then DropConn, then the answer.
+// The zero value of every field added for the generation routes (Chunks and
+// below) means "normal".
 type Behavior struct {
 	// Status is the HTTP status; 0 means 200. A non-2xx status answers with
 	// Body, or, when Body is empty, the provider's usual error for that status.
@@ -41,6 +48,35 @@ type Behavior struct {
 	Stall bool
 	// DropConn hijacks the connection and closes it without any answer.
 	DropConn bool
+
+	// Chunks is the number of content pieces of a chat/messages reply (text
+	// pieces, or tool-call argument pieces); 0 or less means DefaultChunks.
+	// Each piece counts as one output token.
+	Chunks int
+	// ChunkDelay is waited before every SSE event but the first.
+	ChunkDelay time.Duration
+	// FirstChunkThenWait: a stream sends everything up to and including the
+	// first content piece, flushes, then waits this long before the rest.
+	FirstChunkThenWait time.Duration
+	// CutAfter > 0 closes a stream's connection abruptly after
+	// min(CutAfter, pieces) content pieces: no final chunk, no usage, no
+	// [DONE] / message_stop. Ignored for non-stream requests.
+	CutAfter int
+	// ToolCall answers with a call to the request's first tool (when the
+	// request has tools) instead of text; finish_reason "tool_calls" /
+	// stop_reason "tool_use".
+	ToolCall bool
+	// Usage, when set, replaces the reported token counts.
+	Usage *Usage
+	// Reply, when set, replaces the derived reply text (it is still split
+	// into Chunks pieces).
+	Reply string
+}
+
+// Usage is a token count as the fake reports it: OpenAI prompt_tokens /
+// completion_tokens, Anthropic input_tokens / output_tokens.
+type Usage struct {
+	Input, Output int
 }
 
 // OK answers normally with 200.
@@ -124,7 +160,11 @@ const (
 // MaxBody is the most request body the server reads and records.
 const MaxBody = 64 << 20
 
-// RecordedRequest is a copy of a request the server received.
+// MaxRecorded is how many requests Requests keeps (the most recent).
+const MaxRecorded = 1000
+
+// RecordedRequest is a copy of a request the server received. The fields
+// after Protocol are filled in when the handler finishes.
 type RecordedRequest struct {
 	Method   string
 	Path     string
@@ -133,6 +173,21 @@ type RecordedRequest struct {
 	Body     []byte
 	Key      string // the key as extracted for the protocol ("" if none)
 	Protocol string // ProtocolOpenAI or ProtocolAnthropic
+	Seq      int    // 1-based arrival number; the request id is "req_fake<Seq>"
+
+	// Stream is true when the request asked for a stream and got one.
+	Stream bool
+	// Usage is the usage of the full answer (as reported in the response, or
+	// as it would have been for a cut or cancelled stream); nil when the
+	// route reports none or the request was answered with an error/Body.
+	Usage *Usage
+	// Delivered is how many content pieces were written (streams and
+	// non-streams alike; for a cut stream, the pieces before the cut).
+	Delivered int
+	// Cancelled is true when the client went away before the handler finished.
+	Cancelled bool
+	// Finished is true once the handler has returned.
+	Finished bool
 }
 
 func (r RecordedRequest) clone() RecordedRequest {
@@ -140,15 +195,25 @@ func (r RecordedRequest) clone() RecordedRequest {
 	if r.Body != nil {
 		r.Body = append([]byte(nil), r.Body...)
 	}
+	if r.Usage != nil {
+		u := *r.Usage
+		r.Usage = &u
+	}
 	return r
 }
 
-// call is one request being answered, handed to route handlers.
+// call is one request being answered, handed to route handlers, which report
+// back through the fields below status.
 type call struct {
 	r      *http.Request
 	rec    RecordedRequest
 	b      Behavior
 	status int // the success status to write (2xx)
+
+	stream    bool
+	usage     *Usage
+	delivered int
+	cancelled bool // the handler saw the client go away
 }
 
 type routeKey struct{ proto, method, path string }
@@ -162,12 +227,14 @@ type Server struct {
 	once   sync.Once
 	routes map[routeKey]handler // read-only after New
 
-	mu    sync.Mutex
-	def   Behavior
-	keys  map[string]Behavior
-	calls map[string]int
-	total int
-	last  RecordedRequest
+	mu        sync.Mutex
+	def       Behavior
+	keys      map[string]Behavior
+	calls     map[string]int
+	total     int
+	reqs      []*RecordedRequest // oldest first, at most MaxRecorded
+	inFlight  int
+	cancelled int
 }
 
 // New starts a fake upstream. Unknown keys get 401 until SetDefault. Call Close.
@@ -179,8 +246,12 @@ func New() *Server {
 		calls: make(map[string]int),
 	}
 	s.routes = map[routeKey]handler{
-		{ProtocolOpenAI, http.MethodGet, "/v1/models"}:    (*Server).openAIModels,
-		{ProtocolAnthropic, http.MethodGet, "/v1/models"}: (*Server).anthropicModels,
+		{ProtocolOpenAI, http.MethodGet, "/v1/models"}:                (*Server).openAIModels,
+		{ProtocolAnthropic, http.MethodGet, "/v1/models"}:             (*Server).anthropicModels,
+		{ProtocolOpenAI, http.MethodPost, "/v1/chat/completions"}:     (*Server).openAIChat,
+		{ProtocolOpenAI, http.MethodPost, "/v1/embeddings"}:           (*Server).openAIEmbeddings,
+		{ProtocolOpenAI, http.MethodPost, "/v1/audio/transcriptions"}: (*Server).openAITranscriptions,
+		{ProtocolAnthropic, http.MethodPost, "/v1/messages"}:          (*Server).anthropicMessages,
 	}
 	s.ts = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	return s
@@ -238,7 +309,38 @@ func (s *Server) TotalCalls() int {
 func (s *Server) LastRequest() RecordedRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last.clone()
+	if len(s.reqs) == 0 {
+		return RecordedRequest{}
+	}
+	return s.reqs[len(s.reqs)-1].clone()
+}
+
+// Requests returns copies of the last MaxRecorded requests, oldest first.
+func (s *Server) Requests() []RecordedRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]RecordedRequest, len(s.reqs))
+	for i, r := range s.reqs {
+		out[i] = r.clone()
+	}
+	return out
+}
+
+// Cancelled returns how many requests' handlers saw the client go away (its
+// context cancelled) before they finished: during Delay, Stall, ChunkDelay,
+// FirstChunkThenWait, or between stream events. Closing the server does not
+// count. Poll it (or wait for InFlight() == 0) after cancelling a client.
+func (s *Server) Cancelled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cancelled
+}
+
+// InFlight returns how many handlers are running.
+func (s *Server) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight
 }
 
 func detect(r *http.Request) (proto, key string) {
@@ -264,12 +366,22 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.calls[key]++
 	s.total++
 	n := s.total
-	s.last = rec.clone()
+	rec.Seq = n
+	stored := rec // Body and Header are never mutated; readers get clones
+	s.reqs = append(s.reqs, &stored)
+	if len(s.reqs) > MaxRecorded {
+		s.reqs[0] = nil
+		s.reqs = s.reqs[1:]
+	}
+	s.inFlight++
 	b, ok := s.keys[key]
 	if !ok {
 		b = s.def
 	}
 	s.mu.Unlock()
+
+	c := &call{r: r, rec: rec, b: b}
+	defer s.finish(&stored, c) // also runs when dropConn panics
 
 	reqID := "req_fake" + strconv.Itoa(n)
 	if proto == ProtocolAnthropic {
@@ -284,7 +396,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if !s.wait(r.Context(), b) {
+	if !s.wait(c) {
 		return
 	}
 	if b.DropConn {
@@ -307,31 +419,77 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeDefaultError(w, proto, status, r)
 		return
 	}
-	h(s, w, &call{r: r, rec: rec, b: b, status: status})
+	c.status = status
+	h(s, w, c)
+}
+
+// finish records what the handler reported.
+func (s *Server) finish(rec *RecordedRequest, c *call) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight--
+	if c.cancelled {
+		s.cancelled++
+	}
+	rec.Stream = c.stream
+	if c.usage != nil {
+		u := *c.usage
+		rec.Usage = &u
+	}
+	rec.Delivered = c.delivered
+	rec.Cancelled = c.cancelled
+	rec.Finished = true
 }
 
 // wait applies Delay and Stall; it returns false when the request should be
 // abandoned (client gone or server closing).
-func (s *Server) wait(ctx context.Context, b Behavior) bool {
-	if b.Delay > 0 {
-		t := time.NewTimer(b.Delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return false
-		case <-s.done:
-			return false
-		}
+func (s *Server) wait(c *call) bool {
+	if c.b.Delay > 0 && !s.pause(c, c.b.Delay) {
+		return false
 	}
-	if b.Stall {
-		select {
-		case <-ctx.Done():
-		case <-s.done:
-		}
+	if c.b.Stall {
+		s.pause(c, -1)
 		return false
 	}
 	return true
+}
+
+// pause waits d (forever when d < 0; only a liveness check when d == 0). It
+// returns false, marking the call cancelled when the client went away, when
+// the request should be abandoned.
+func (s *Server) pause(c *call, d time.Duration) bool {
+	ctx := c.r.Context()
+	var timer <-chan time.Time
+	switch {
+	case d > 0:
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	case d == 0:
+		select {
+		case <-s.done:
+			return false
+		default:
+		}
+		if ctx.Err() != nil {
+			c.cancelled = true
+			return false
+		}
+		return true
+	}
+	select {
+	case <-timer:
+		return true
+	case <-s.done:
+		return false
+	case <-ctx.Done():
+		select {
+		case <-s.done: // the server closing cancels contexts too
+		default:
+			c.cancelled = true
+		}
+		return false
+	}
 }
 
 func dropConn(w http.ResponseWriter) {

@@ -397,3 +397,31 @@ func (s *Store) UpsertAccount(ctx context.Context, userID string, patch AccountP
 	}
 	return &a.Account, nil
 }
+
+// Once reports whether the event named key may happen now: true at most once
+// per window across every instance (a conditional write of a marker row
+// with a TTL). Used to throttle notifications such as byok.fallback.
+func (s *Store) Once(ctx context.Context, key string, window time.Duration, now time.Time) (bool, error) {
+	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table),
+		Item: map[string]types.AttributeValue{
+			AttrPK:     &types.AttributeValueMemberS{Value: "ONCE#" + key},
+			AttrSK:     &types.AttributeValueMemberS{Value: "ONCE"},
+			AttrEntity: &types.AttributeValueMemberS{Value: "event_marks"},
+			"at":       &types.AttributeValueMemberN{Value: fmt.Sprint(now.Unix())},
+			AttrTTL:    &types.AttributeValueMemberN{Value: fmt.Sprint(now.Add(window).Unix())},
+		},
+		ConditionExpression:      aws.String("attribute_not_exists(pk) OR #at <= :cutoff"),
+		ExpressionAttributeNames: map[string]string{"#at": "at"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":cutoff": &types.AttributeValueMemberN{Value: fmt.Sprint(now.Add(-window).Unix())},
+		},
+	})
+	if err != nil {
+		if isConditionFailed(err) {
+			return false, nil
+		}
+		return false, unavailable("once", err)
+	}
+	return true, nil
+}

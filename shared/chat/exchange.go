@@ -1,0 +1,316 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/credits"
+	"github.com/synthstack/byok/shared/events"
+	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/routing"
+	"github.com/synthstack/byok/shared/store"
+	"github.com/synthstack/byok/shared/usage"
+	"github.com/synthstack/byok/shared/vault"
+)
+
+// Response headers (SPEC §8).
+const (
+	HeaderRoute    = "X-Byok-Route"
+	HeaderFallback = "X-Byok-Fallback"
+)
+
+// call is one AI request being served.
+type call struct {
+	x        *Executor
+	w        http.ResponseWriter
+	r        *http.Request
+	start    time.Time
+	userID   string
+	endpoint string
+	req      *chatRequest
+	prov     provider.Name
+	set      routing.Settings
+	user     store.User
+	key      *store.KeyRecord
+	in       routing.Input
+	ledgerID string
+	fallback string
+}
+
+// serve runs the routing plan for c and writes the answer.
+func (c *call) serve(ctx context.Context) error {
+	plan := routing.Decide(c.in)
+	if plan.First == routing.RouteNone {
+		route := routing.RouteCredits
+		if plan.Refuse == routing.RefuseBYOKRequired {
+			route = routing.RouteBYOK
+		}
+		c.w.Header().Set(HeaderRoute, string(route))
+		return refusal(plan.Refuse, c.prov)
+	}
+	c.fallback = plan.Skipped
+	route := plan.First
+	for range 3 { // at most BYOK → credits or credits → BYOK
+		var next routing.Next
+		var err error
+		switch route {
+		case routing.RouteBYOK:
+			next, err = c.viaBYOK(ctx)
+		case routing.RouteCredits:
+			next, err = c.viaCredits(ctx)
+		}
+		if err != nil || next.Route == routing.RouteNone {
+			return err
+		}
+		route = next.Route
+	}
+	return apperr.New(apperr.Internal, "routing loop")
+}
+
+func (c *call) setRouteHeaders(route routing.Route) {
+	h := c.w.Header()
+	h.Set(HeaderRoute, string(route))
+	if c.fallback != "" {
+		h.Set(HeaderFallback, c.fallback)
+	} else {
+		h.Del(HeaderFallback)
+	}
+}
+
+func (c *call) record(route routing.Route, model string, out *outcome) usage.Record {
+	rec := usage.Record{
+		RequestID: httpx.RequestID(c.r.Context()), UserID: c.userID, At: c.start.UTC(), Route: string(route),
+		Endpoint: c.endpoint, Provider: string(c.prov), Model: model, Stream: c.req.Stream,
+		InputTokens: out.usage.input, OutputTokens: out.usage.output, CacheReadTokens: out.usage.cacheRead,
+		Status: out.clientStatus(), LatencyMS: ms(time.Since(c.start)), FallbackReason: c.fallback, Cut: out.cut,
+	}
+	if out.ttft > 0 {
+		rec.TTFTMS = ms(out.ttft)
+	}
+	if out.usage.input == 0 && (out.cut || out.canceled) && out.bytesSent {
+		rec.InputTokens, _ = credits.EstimateTokens(len(c.req.Body), 0)
+		out.usage.input = rec.InputTokens
+	}
+	if !out.ok {
+		rec.ErrorClass = string(out.class)
+		if out.canceled {
+			rec.ErrorClass = "client_cancelled"
+		}
+	}
+	rec.CostUSD = c.x.Prices.CostUSD(model, rec.InputTokens, rec.OutputTokens)
+	return rec
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// viaBYOK serves the request with the user's own key.
+func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
+	x, k := c.x, c.key
+	plain, err := x.Keys.Open(ctx, vault.Context{UserID: c.userID, Provider: string(c.prov), KeyID: k.KeyID}, k.Ciphertext)
+	if err != nil {
+		c.setRouteHeaders(routing.RouteBYOK)
+		return routing.Next{}, err // fail closed: no upstream call
+	}
+	c.setRouteHeaders(routing.RouteBYOK)
+	out := c.attempt(ctx, string(plain))
+	clear(plain)
+	rec := c.record(routing.RouteBYOK, c.req.UpstreamModel, out)
+	if err := x.Usage.Put(context.WithoutCancel(ctx), rec); err != nil {
+		httpx.Logger(ctx, x.Log).Error("usage write failed", "err", err.Error())
+	}
+	switch {
+	case out.canceled:
+		x.Circuit.Done(c.userID, string(c.prov))
+		return routing.Next{}, nil
+	case out.class == routing.FailUnavailable:
+		x.Circuit.Failure(c.userID, string(c.prov))
+	default:
+		x.Circuit.Success(c.userID, string(c.prov))
+	}
+	if out.ok {
+		return routing.Next{}, nil
+	}
+	reason := reasonOf(out.class, out.status, out.timedOut)
+	c.onBYOKFailure(ctx, out, reason)
+	next := routing.AfterBYOK(c.in, out.class, out.bytesSent)
+	switch {
+	case next.Route == routing.RouteCredits:
+		c.fallback = reason
+		c.notifyFallback(ctx, reason)
+		return next, nil
+	case next.Refuse != "":
+		return routing.Next{}, errBYOKFailed(c.prov, reason)
+	}
+	if out.bytesSent {
+		return routing.Next{}, nil // a stream cut after its first byte: nothing more to say
+	}
+	return routing.Next{}, c.passThrough(out)
+}
+
+// onBYOKFailure marks a key invalid on 401/403 and warns on the user's own
+// quota running out.
+func (c *call) onBYOKFailure(ctx context.Context, out *outcome, reason string) {
+	x := c.x
+	bg := context.WithoutCancel(ctx)
+	switch out.class {
+	case routing.FailAuth:
+		_, err := x.KeyRecorder.Record(bg, c.user.Account, *c.key, provider.Result{
+			Status: provider.StatusInvalid, Reason: keyReason(out.class, out.status), HTTPStatus: out.status,
+		}, events.ByUse)
+		if err != nil {
+			httpx.Logger(ctx, x.Log).Error("marking key invalid failed", "err", err.Error())
+		}
+	case routing.FailBilling:
+		c.publishOnce(bg, events.QuotaWarning, "quota#"+c.userID+"#"+string(c.prov), 24*time.Hour, "your "+string(c.prov)+" account reports its quota or billing exhausted")
+	}
+}
+
+func (c *call) notifyFallback(ctx context.Context, reason string) {
+	c.publishOnce(context.WithoutCancel(ctx), events.Fallback, "fallback#"+c.userID+"#"+string(c.prov), time.Hour, reason)
+}
+
+func (c *call) publishOnce(ctx context.Context, typ, key string, window time.Duration, reason string) {
+	x := c.x
+	if x.Events == nil || x.Once == nil {
+		return
+	}
+	ok, err := x.Once.Once(ctx, key, window, x.now())
+	if err != nil || !ok {
+		return
+	}
+	e := events.Event{Type: typ, UserID: c.userID, Provider: string(c.prov), Reason: reason, DetectedBy: events.ByUse, At: x.now().UTC()}
+	if c.key != nil {
+		e.Hint = c.key.Hint
+	}
+	if c.user.Account != nil {
+		e.Email = c.user.Account.Email
+	}
+	e.Subject, e.Text = events.Describe(e)
+	x.Events.Publish(ctx, e)
+}
+
+// viaCredits serves the request with the platform's key, paid in credits.
+func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
+	x := c.x
+	c.setRouteHeaders(routing.RouteCredits)
+	key := x.InternalKeys[c.prov]
+	if key == "" {
+		return routing.Next{}, apperr.New(apperr.ServiceUnavailable, "platform credits are not available for %s models right now", c.prov)
+	}
+	estIn, estOut := credits.EstimateTokens(len(c.req.Body), c.req.MaxTokens)
+	tier := tierOf(c.user.Account)
+	ticket, err := x.Limiter.Admit(ctx, c.userID, c.set.TierLimits[tier], estIn+estOut)
+	if err != nil {
+		return routing.Next{}, err
+	}
+	defer ticket.Release(context.WithoutCancel(ctx))
+	reserved := x.Prices.Credits(c.req.UpstreamModel, estIn, estOut)
+	if err := x.Ledger.Reserve(ctx, c.userID, c.ledgerID, reserved); err != nil {
+		switch {
+		case isDuplicate(err):
+			return routing.Next{}, apperr.New(apperr.Conflict, "this Idempotency-Key was already used for a request that was charged")
+		case apperr.Is(err, apperr.PaymentRequired):
+			next := routing.AfterCreditsRefused(c.in)
+			if next.Route == routing.RouteBYOK {
+				c.fallback = "credits_exhausted"
+				return next, nil
+			}
+			return routing.Next{}, err
+		}
+		return routing.Next{}, err
+	}
+	out := c.attempt(ctx, key)
+	rec := c.record(routing.RouteCredits, c.req.UpstreamModel, out)
+	bg := context.WithoutCancel(ctx)
+	if out.ok || out.bytesSent { // charge what was delivered, a cut or abandoned stream too
+		actual := x.Prices.Credits(c.req.UpstreamModel, out.usage.input, out.usage.output)
+		rec.Credits = actual
+		charged, err := x.Ledger.Settle(bg, c.userID, c.ledgerID, reserved, actual, rec.Meta())
+		if err != nil {
+			httpx.Logger(ctx, x.Log).Error("credit settle failed; the reservation stands", "err", err.Error(), "reserved", reserved)
+		}
+		if err := x.Limiter.AddTokens(bg, c.userID, out.usage.input+out.usage.output); err != nil {
+			httpx.Logger(ctx, x.Log).Error("token count failed", "err", err.Error())
+		}
+		if out.canceled {
+			return routing.Next{}, nil
+		}
+		if a := c.user.Account; a != nil && a.LastGrant > 0 && (a.CreditBalance-charged)*10 < a.LastGrant {
+			c.publishOnce(bg, events.QuotaWarning, "credits#"+c.userID, 24*time.Hour,
+				fmt.Sprintf("your platform credit balance is below 10%% of your last grant (%d left)", max(a.CreditBalance-charged, 0)))
+		}
+		return routing.Next{}, nil
+	}
+	if err := x.Ledger.Release(bg, c.userID, c.ledgerID, reserved, rec.Meta()); err != nil {
+		httpx.Logger(ctx, x.Log).Error("credit release failed", "err", err.Error(), "reserved", reserved)
+	}
+	if out.canceled {
+		return routing.Next{}, nil
+	}
+	if out.class == routing.FailRequest {
+		return routing.Next{}, c.passThrough(out)
+	}
+	if out.class == routing.FailRateLimit {
+		return routing.Next{}, &apperr.Error{Code: apperr.RateLimited, RetryAfter: retryAfter(out.retryAfter, 1),
+			Message: "the platform's " + string(c.prov) + " capacity is busy; retry shortly"}
+	}
+	return routing.Next{}, apperr.New(apperr.ProviderError, "the %s provider failed (%s); you were not charged", c.prov, reasonOf(out.class, out.status, out.timedOut))
+}
+
+func tierOf(a *store.Account) routing.Tier {
+	if a == nil || !routing.Tier(a.Tier).Valid() {
+		return routing.Free
+	}
+	return routing.Tier(a.Tier)
+}
+
+func retryAfter(h string, def int) int {
+	if n, err := strconv.Atoi(h); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// passThrough returns a BYOK (or request-class) upstream failure to the
+// client: provider rate limits as 429 provider_rate_limited with the
+// provider's Retry-After; anything else with the provider's status and
+// error body, in the caller's protocol.
+func (c *call) passThrough(out *outcome) error {
+	if out.class == routing.FailRateLimit {
+		return &apperr.Error{Code: apperr.ProviderRateLimited, RetryAfter: retryAfter(out.retryAfter, 1),
+			Message: fmt.Sprintf("your %s API key hit the provider's rate limit; wait and retry (requests on your own key are not moved to platform credits)", c.prov)}
+	}
+	if out.status == 0 {
+		reason := reasonOf(out.class, out.status, out.timedOut)
+		return apperr.New(apperr.ProviderError, "the %s provider could not be reached (%s)", c.prov, reason)
+	}
+	return &upstreamError{status: out.status, body: out.errorBodyFor(c.prov)}
+}
+
+// upstreamError is a provider's error answer relayed as it is.
+type upstreamError struct {
+	status int
+	body   []byte
+}
+
+func (e *upstreamError) Error() string { return "upstream error " + strconv.Itoa(e.status) }
+
+// writeError writes err: upstream errors as they are, the rest in the
+// envelope.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(ue.body)))
+		w.WriteHeader(ue.status)
+		_, _ = w.Write(ue.body)
+		return
+	}
+	httpx.WriteError(w, r, err)
+}

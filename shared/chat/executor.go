@@ -1,0 +1,120 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/credits"
+	"github.com/synthstack/byok/shared/events"
+	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/ratelimit"
+	"github.com/synthstack/byok/shared/routing"
+	"github.com/synthstack/byok/shared/store"
+	"github.com/synthstack/byok/shared/usage"
+	"github.com/synthstack/byok/shared/vault"
+)
+
+// UserStore reads a user's account and keys with one query.
+type UserStore interface {
+	GetUser(ctx context.Context, userID string) (store.User, error)
+}
+
+// KeyOpener decrypts a stored key.
+type KeyOpener interface {
+	Open(ctx context.Context, ec vault.Context, blob []byte) ([]byte, error)
+}
+
+// KeyRecorder records a validation outcome observed on use (keys.Service).
+type KeyRecorder interface {
+	Record(ctx context.Context, acc *store.Account, k store.KeyRecord, res provider.Result, detectedBy string) (store.KeyRecord, error)
+}
+
+// Ledger moves credits (credits.Ledger).
+type Ledger interface {
+	Reserve(ctx context.Context, userID, requestID string, amount int64) error
+	Settle(ctx context.Context, userID, requestID string, reserved, actual int64, meta map[string]any) (int64, error)
+	Release(ctx context.Context, userID, requestID string, reserved int64, meta map[string]any) error
+}
+
+// Limiter enforces the credits route's tier limits (ratelimit.Limiter).
+type Limiter interface {
+	Admit(ctx context.Context, userID string, lim routing.TierLimit, estTokens int64) (*ratelimit.Ticket, error)
+	AddTokens(ctx context.Context, userID string, tokens int64) error
+}
+
+// UsageWriter stores BYOK usage rows.
+type UsageWriter interface {
+	Put(ctx context.Context, r usage.Record) error
+}
+
+// Onceer throttles notifications across instances (store.Store.Once).
+type Onceer interface {
+	Once(ctx context.Context, key string, window time.Duration, now time.Time) (bool, error)
+}
+
+// Executor routes and performs AI requests.
+type Executor struct {
+	Users        UserStore
+	Settings     *SettingsCache
+	Keys         KeyOpener
+	KeyRecorder  KeyRecorder
+	Ledger       Ledger
+	Limiter      Limiter
+	Usage        UsageWriter
+	Prices       credits.PriceTable
+	Circuit      *Circuit
+	Events       events.Publisher
+	Once         Onceer
+	HTTP         *http.Client
+	Endpoints    provider.Endpoints
+	InternalKeys map[provider.Name]string
+	// HeaderTimeout bounds the wait for an upstream's response headers
+	// (a stalled provider is an `unavailable` failure).
+	HeaderTimeout time.Duration
+	// DefaultCopilotModel is used by /v1/copilot/chat when none is given.
+	DefaultCopilotModel string
+	Log                 *slog.Logger
+	Now                 func() time.Time
+}
+
+func (x *Executor) now() time.Time {
+	if x.Now != nil {
+		return x.Now()
+	}
+	return time.Now()
+}
+
+func (x *Executor) headerTimeout() time.Duration {
+	if x.HeaderTimeout > 0 {
+		return x.HeaderTimeout
+	}
+	return 60 * time.Second
+}
+
+// Register adds the chat function's routes to mux.
+func (x *Executor) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/chat/completions", x.handleChatCompletions)
+	mux.HandleFunc("POST /v1/copilot/chat", x.handleCopilot)
+}
+
+// errBYOKFailed is a 402 naming the BYOK failure (byok_first with nothing
+// to fall back to).
+func errBYOKFailed(p provider.Name, reason string) error {
+	return apperr.New(apperr.PaymentRequired, "your %s API key failed (%s) and you have no platform credits to fall back on: fix the key or add credits", p, reason)
+}
+
+var errNoCredits = apperr.New(apperr.PaymentRequired, "no platform credits left: add credits or configure your own API key")
+
+func refusal(code string, p provider.Name) error {
+	if code == routing.RefuseBYOKRequired {
+		return apperr.New(apperr.BYOKRequired, "this platform requires your own %s API key: add a valid key under Settings → API Keys", p)
+	}
+	return errNoCredits
+}
+
+// isDuplicate reports a replayed request id on the credits route.
+func isDuplicate(err error) bool { return errors.Is(err, credits.ErrDuplicate) }

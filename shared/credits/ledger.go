@@ -1,0 +1,702 @@
+// Package credits moves the credits of the credits route (SPEC §9): reserve
+// before the upstream call, settle with the real usage after it, release on
+// failure, and admin grants. Credits are integers.
+//
+// Every movement is one DynamoDB transaction that updates the account's
+// credit_balance (main table, pk USER#<id>, sk ACCOUNT) and writes a ledger
+// row (credit_transactions table, pk USER#<id>, sk TX#<time>#<request id>#
+// <kind>#<nonce>) together with an idempotency item of the same partition:
+//
+//   - REQ#<request id>: the state of a request's reservation
+//     (state reserved|settled|released, reserved amount, attempt count,
+//     charged). Reserve needs it absent or released; Settle and Release need
+//     it reserved with the same amount. So a request id never moves credits
+//     twice, whichever Lambda instance or retry sends it.
+//   - GRANT#<idempotency key>: written once by Grant.
+//
+// The balance therefore always equals the sum of the ledger rows, and the
+// account update's condition keeps it from going below zero. Any DynamoDB
+// failure is an apperr ServiceUnavailable: the caller fails closed.
+package credits
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/store"
+)
+
+// DynamoDB is the subset of *dynamodb.Client the ledger uses.
+type DynamoDB interface {
+	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+}
+
+// Ledger row kinds.
+const (
+	KindGrant   = "grant"
+	KindReserve = "reserve"
+	KindSettle  = "settle"
+	KindRelease = "release"
+)
+
+// Request states stored on the REQ# item.
+const (
+	stateReserved = "reserved"
+	stateSettled  = "settled"
+	stateReleased = "released"
+)
+
+const (
+	skAccount     = "ACCOUNT"
+	skTxPrefix    = "TX#"
+	skReqPrefix   = "REQ#"
+	skGrantPrefix = "GRANT#"
+	// entityIdempotency marks REQ#/GRANT# items, which are not ledger rows.
+	entityIdempotency = "credit_idempotency"
+	// txTimeLayout is fixed width so that sort keys order by time.
+	txTimeLayout = "2006-01-02T15:04:05.000000000Z"
+	maxIDLen     = 256
+	// maxConflictRetries bounds the retries of a transaction cancelled by a
+	// concurrent transaction on the same items (TransactionConflict).
+	maxConflictRetries = 12
+)
+
+// ErrDuplicate means the request id was already charged: its reservation is
+// still held or it was settled. Callers answer 409.
+var ErrDuplicate = errors.New("credits: request id already charged")
+
+// ErrNoReservation means Settle or Release found no reservation of the
+// request id (or one for a different amount). It is a caller bug; nothing
+// moved.
+var ErrNoReservation = errors.New("credits: no open reservation for this request id and amount")
+
+// Ledger moves credits. It is safe for concurrent use.
+type Ledger struct {
+	db     DynamoDB
+	main   string
+	ledger string
+	now    func() time.Time
+}
+
+// NewLedger returns a Ledger over the tables named with tablePrefix. now
+// defaults to time.Now.
+func NewLedger(db DynamoDB, tablePrefix string, now func() time.Time) *Ledger {
+	if now == nil {
+		now = time.Now
+	}
+	return &Ledger{
+		db:     db,
+		main:   store.MainTable.Name(tablePrefix),
+		ledger: store.CreditTransactionsTable.Name(tablePrefix),
+		now:    now,
+	}
+}
+
+// Transaction is one ledger row.
+type Transaction struct {
+	// RequestID is the request id (reserve/settle/release) or the
+	// idempotency key (grant).
+	RequestID string `json:"request_id"`
+	Kind      string `json:"kind"`
+	Reason    string `json:"reason,omitempty"`
+	// Amount is the signed movement of the balance.
+	Amount int64 `json:"amount"`
+	// Charged is, on a settle row, what the request cost in the end.
+	Charged int64          `json:"charged,omitempty"`
+	At      time.Time      `json:"at"`
+	Meta    map[string]any `json:"meta,omitempty"`
+}
+
+// txItem is the stored form of a ledger row.
+type txItem struct {
+	PK        string         `dynamodbav:"pk"`
+	SK        string         `dynamodbav:"sk"`
+	Entity    string         `dynamodbav:"entity"`
+	UserID    string         `dynamodbav:"user_id"`
+	RequestID string         `dynamodbav:"request_id"`
+	Kind      string         `dynamodbav:"kind"`
+	Reason    string         `dynamodbav:"reason,omitempty"`
+	Amount    int64          `dynamodbav:"amount"`
+	Charged   int64          `dynamodbav:"charged,omitempty"`
+	At        string         `dynamodbav:"at"`
+	Meta      map[string]any `dynamodbav:"meta,omitempty"`
+}
+
+// reqItem is the stored state of a request id.
+type reqItem struct {
+	State    string `dynamodbav:"state"`
+	Reserved int64  `dynamodbav:"reserved"`
+	Charged  int64  `dynamodbav:"charged"`
+	Attempt  int64  `dynamodbav:"attempt"`
+}
+
+func userPK(userID string) string { return "USER#" + userID }
+
+func keyOf(pk, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		store.AttrPK: &types.AttributeValueMemberS{Value: pk},
+		store.AttrSK: &types.AttributeValueMemberS{Value: sk},
+	}
+}
+
+func sv(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+func nv(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+func unavailable(op string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return apperr.Wrap(fmt.Errorf("credits %s: %w", op, err), apperr.ServiceUnavailable, "credit storage is unavailable; try again shortly")
+}
+
+func checkIDs(userID, requestID string) error {
+	if userID == "" || len(userID) > maxIDLen {
+		return apperr.New(apperr.InvalidRequest, "user id must be 1 to %d characters", maxIDLen)
+	}
+	if requestID == "" || len(requestID) > maxIDLen {
+		return apperr.New(apperr.InvalidRequest, "request id must be 1 to %d characters", maxIDLen)
+	}
+	return nil
+}
+
+func nonce() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// txPut builds the ledger row of one movement. The nonce keeps two rows of
+// the same request, kind and instant (reserve, release, reserve again under a
+// frozen clock) apart; the REQ#/GRANT# item, not the row, is what makes a
+// movement happen once.
+func (l *Ledger) txPut(userID string, at time.Time, row txItem) (*types.Put, error) {
+	row.PK = userPK(userID)
+	row.SK = skTxPrefix + at.Format(txTimeLayout) + "#" + row.RequestID + "#" + row.Kind + "#" + nonce()
+	row.Entity = store.EntityCreditTransaction
+	row.UserID = userID
+	row.At = at.Format(time.RFC3339Nano)
+	item, err := attributevalue.MarshalMap(row)
+	if err != nil {
+		return nil, fmt.Errorf("credits: encode ledger row: %w", err)
+	}
+	return &types.Put{
+		TableName:                aws.String(l.ledger),
+		Item:                     item,
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": store.AttrPK},
+	}, nil
+}
+
+// accountDelta updates the balance by delta. A negative delta is
+// conditional on the balance covering it.
+func (l *Ledger) accountDelta(userID string, delta int64) *types.Update {
+	u := &types.Update{
+		TableName:                 aws.String(l.main),
+		Key:                       keyOf(userPK(userID), skAccount),
+		UpdateExpression:          aws.String("SET #bal = #bal + :d"),
+		ExpressionAttributeNames:  map[string]string{"#bal": "credit_balance"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":d": nv(delta)},
+	}
+	if delta < 0 {
+		u.ConditionExpression = aws.String("#bal >= :need")
+		u.ExpressionAttributeValues[":need"] = nv(-delta)
+	} else {
+		u.ConditionExpression = aws.String("attribute_exists(#bal)")
+	}
+	return u
+}
+
+// cancelled reports, for a TransactionCanceledException, which item indexes
+// failed their condition.
+type cancelled struct {
+	failed   map[int]bool
+	conflict bool
+}
+
+func cancellation(err error) (cancelled, bool) {
+	var tce *types.TransactionCanceledException
+	if !errors.As(err, &tce) {
+		return cancelled{}, false
+	}
+	c := cancelled{failed: map[int]bool{}}
+	for i, r := range tce.CancellationReasons {
+		switch aws.ToString(r.Code) {
+		case "ConditionalCheckFailed":
+			c.failed[i] = true
+		case "TransactionConflict":
+			c.conflict = true
+		}
+	}
+	return c, true
+}
+
+// transact runs items, retrying while a concurrent transaction on the same
+// items cancels it with no condition failing. A cancellation with a failed
+// condition is returned as it is.
+func (l *Ledger) transact(ctx context.Context, items []types.TransactWriteItem) error {
+	backoff := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		_, err := l.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+		if err == nil {
+			return nil
+		}
+		c, ok := cancellation(err)
+		if !ok || len(c.failed) > 0 || !c.conflict || attempt >= maxConflictRetries {
+			return err
+		}
+		d := backoff/2 + time.Duration(mrand.Int64N(int64(backoff)))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, 250*time.Millisecond)
+	}
+}
+
+// Reserve takes amount credits from userID's balance for requestID, before
+// the upstream call. An insufficient balance (or no account) is an apperr
+// PaymentRequired and moves nothing. A request id whose reservation is held
+// or settled is ErrDuplicate; one whose earlier reservation was released may
+// reserve again.
+func (l *Ledger) Reserve(ctx context.Context, userID, requestID string, amount int64) error {
+	if err := checkIDs(userID, requestID); err != nil {
+		return err
+	}
+	if amount <= 0 {
+		return fmt.Errorf("credits: reserve amount must be positive, got %d", amount)
+	}
+	now := l.now().UTC()
+	tx, err := l.txPut(userID, now, txItem{RequestID: requestID, Kind: KindReserve, Amount: -amount})
+	if err != nil {
+		return err
+	}
+	items := []types.TransactWriteItem{
+		{Update: l.accountDelta(userID, -amount)},
+		{Update: &types.Update{
+			TableName: aws.String(l.ledger),
+			Key:       keyOf(userPK(userID), skReqPrefix+requestID),
+			UpdateExpression: aws.String("SET #st = :reserved, #res = :amt, #ch = :zero, #at = :now, " +
+				"#ent = :ent, #uid = :uid, #rid = :rid ADD #att :one"),
+			ConditionExpression: aws.String("attribute_not_exists(#st) OR #st = :released"),
+			ExpressionAttributeNames: map[string]string{
+				"#st": "state", "#res": "reserved", "#ch": "charged", "#at": "at", "#ent": store.AttrEntity,
+				"#uid": "user_id", "#rid": "request_id", "#att": "attempt",
+			},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":reserved": sv(stateReserved), ":released": sv(stateReleased), ":amt": nv(amount),
+				":zero": nv(0), ":now": sv(now.Format(time.RFC3339Nano)), ":ent": sv(entityIdempotency),
+				":uid": sv(userID), ":rid": sv(requestID), ":one": nv(1),
+			},
+		}},
+		{Put: tx},
+	}
+	err = l.transact(ctx, items)
+	if err == nil {
+		return nil
+	}
+	if c, ok := cancellation(err); ok && len(c.failed) > 0 {
+		if c.failed[1] {
+			return ErrDuplicate
+		}
+		if c.failed[0] {
+			bal, berr := l.Balance(ctx, userID)
+			if berr != nil {
+				return berr
+			}
+			return apperr.New(apperr.PaymentRequired, "insufficient credits: balance %d, this request needs up to %d", bal, amount)
+		}
+	}
+	return unavailable("reserve", err)
+}
+
+// Settle finishes requestID's reservation of reserved credits with the
+// actual cost: it refunds reserved-actual, or, when actual > reserved,
+// charges the extra only as far as the balance allows (never below zero).
+// It returns what the request was charged in total. meta (usage metadata,
+// never content) is stored on the ledger row. A second Settle of the same
+// request id moves nothing and returns the first one's charge. Settling a
+// request id with no reservation of that amount is ErrNoReservation.
+func (l *Ledger) Settle(ctx context.Context, userID, requestID string, reserved, actual int64, meta map[string]any) (int64, error) {
+	if err := checkIDs(userID, requestID); err != nil {
+		return 0, err
+	}
+	if reserved < 0 || actual < 0 {
+		return 0, fmt.Errorf("credits: settle amounts must not be negative (reserved %d, actual %d)", reserved, actual)
+	}
+	extra := max(actual-reserved, 0) // what we would like to charge beyond the reservation
+	for try := 0; ; try++ {
+		delta, charged := reserved-actual, actual // refund the unused part
+		if actual > reserved {
+			delta, charged = -extra, reserved+extra
+		}
+		err := l.finish(ctx, userID, requestID, reserved, delta, charged, stateSettled, KindSettle, meta)
+		if err == nil {
+			return charged, nil
+		}
+		c, ok := cancellation(err)
+		if !ok || len(c.failed) == 0 {
+			return 0, unavailable("settle", err)
+		}
+		if c.failed[1] {
+			st, derr := l.requestState(ctx, userID, requestID)
+			if derr != nil {
+				return 0, derr
+			}
+			if st.State == stateSettled {
+				return st.Charged, nil
+			}
+			return 0, ErrNoReservation
+		}
+		if c.failed[0] && extra > 0 && try < 8 {
+			// The balance does not cover the extra: charge what is there.
+			bal, berr := l.Balance(ctx, userID)
+			if berr != nil {
+				return 0, berr
+			}
+			extra = min(extra, max(bal, 0))
+			continue
+		}
+		return 0, unavailable("settle", err)
+	}
+}
+
+// Release gives back the whole reservation of requestID (the upstream call
+// failed). It is idempotent: releasing a released or settled request id does
+// nothing.
+func (l *Ledger) Release(ctx context.Context, userID, requestID string, reserved int64, meta map[string]any) error {
+	if err := checkIDs(userID, requestID); err != nil {
+		return err
+	}
+	if reserved < 0 {
+		return fmt.Errorf("credits: release amount must not be negative, got %d", reserved)
+	}
+	err := l.finish(ctx, userID, requestID, reserved, reserved, 0, stateReleased, KindRelease, meta)
+	if err == nil {
+		return nil
+	}
+	if c, ok := cancellation(err); ok && c.failed[1] {
+		st, derr := l.requestState(ctx, userID, requestID)
+		if derr != nil {
+			return derr
+		}
+		if st.State == stateReleased || st.State == stateSettled {
+			return nil
+		}
+		return ErrNoReservation
+	}
+	return unavailable("release", err)
+}
+
+// finish moves a reserved request to state, adding delta to the balance.
+// Item 0 is the account (absent when delta is 0: a placeholder condition
+// check keeps the indexes), item 1 the REQ# state, item 2 the ledger row.
+func (l *Ledger) finish(ctx context.Context, userID, requestID string, reserved, delta, charged int64, state, kind string, meta map[string]any) error {
+	now := l.now().UTC()
+	tx, err := l.txPut(userID, now, txItem{RequestID: requestID, Kind: kind, Amount: delta, Charged: charged, Meta: meta})
+	if err != nil {
+		return err
+	}
+	var account types.TransactWriteItem
+	if delta != 0 {
+		account.Update = l.accountDelta(userID, delta)
+	} else {
+		account.ConditionCheck = &types.ConditionCheck{
+			TableName:                aws.String(l.main),
+			Key:                      keyOf(userPK(userID), skAccount),
+			ConditionExpression:      aws.String("attribute_exists(#pk)"),
+			ExpressionAttributeNames: map[string]string{"#pk": store.AttrPK},
+		}
+	}
+	items := []types.TransactWriteItem{
+		account,
+		{Update: &types.Update{
+			TableName:           aws.String(l.ledger),
+			Key:                 keyOf(userPK(userID), skReqPrefix+requestID),
+			UpdateExpression:    aws.String("SET #st = :state, #ch = :charged, #at = :now"),
+			ConditionExpression: aws.String("#st = :reserved AND #res = :amt"),
+			ExpressionAttributeNames: map[string]string{
+				"#st": "state", "#ch": "charged", "#at": "at", "#res": "reserved",
+			},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":state": sv(state), ":charged": nv(charged), ":now": sv(now.Format(time.RFC3339Nano)),
+				":reserved": sv(stateReserved), ":amt": nv(reserved),
+			},
+		}},
+		{Put: tx},
+	}
+	return l.transact(ctx, items)
+}
+
+func (l *Ledger) requestState(ctx context.Context, userID, requestID string) (reqItem, error) {
+	out, err := l.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(l.ledger),
+		Key:            keyOf(userPK(userID), skReqPrefix+requestID),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return reqItem{}, unavailable("read request state", err)
+	}
+	var r reqItem
+	if len(out.Item) > 0 {
+		if err := attributevalue.UnmarshalMap(out.Item, &r); err != nil {
+			return reqItem{}, fmt.Errorf("credits: decode request state: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Grant adds amount credits to userID (a negative amount is an admin debit,
+// refused with apperr InvalidRequest when the balance does not cover it). It
+// creates the account row (tier free) if missing and keeps every other
+// attribute of an existing one; a positive grant sets last_grant. The same
+// idempotencyKey never moves credits twice: a replay returns replayed=true
+// and the current balance. An empty key makes the grant non-idempotent.
+// The balance returned is read right after the movement.
+func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amount int64, reason string) (int64, bool, error) {
+	if idempotencyKey == "" {
+		idempotencyKey = "auto-" + nonce() + nonce()
+	}
+	if err := checkIDs(userID, idempotencyKey); err != nil {
+		return 0, false, err
+	}
+	if amount == 0 {
+		return 0, false, apperr.New(apperr.InvalidRequest, "amount must not be zero")
+	}
+	now := l.now().UTC()
+	ts := now.Format(time.RFC3339Nano)
+	set := []string{
+		"#bal = if_not_exists(#bal, :zero) + :amt", "#ent = :ent", "#uid = :uid",
+		"#tier = if_not_exists(#tier, :free)", "#email = if_not_exists(#email, :empty)",
+		"#cat = if_not_exists(#cat, :now)", "#uat = :now",
+	}
+	names := map[string]string{
+		"#bal": "credit_balance", "#ent": store.AttrEntity, "#uid": "user_id", "#tier": "tier",
+		"#email": "email", "#cat": "created_at", "#uat": "updated_at",
+	}
+	vals := map[string]types.AttributeValue{
+		":zero": nv(0), ":amt": nv(amount), ":ent": sv(store.EntityAccount), ":uid": sv(userID),
+		":free": sv("free"), ":empty": sv(""), ":now": sv(ts),
+	}
+	account := &types.Update{
+		TableName:                 aws.String(l.main),
+		Key:                       keyOf(userPK(userID), skAccount),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	}
+	if amount > 0 {
+		set = append(set, "#lg = :amt")
+		names["#lg"] = "last_grant"
+	} else {
+		account.ConditionExpression = aws.String("#bal >= :need")
+		vals[":need"] = nv(-amount)
+	}
+	account.UpdateExpression = aws.String("SET " + strings.Join(set, ", "))
+
+	tx, err := l.txPut(userID, now, txItem{RequestID: idempotencyKey, Kind: KindGrant, Amount: amount, Reason: reason})
+	if err != nil {
+		return 0, false, err
+	}
+	items := []types.TransactWriteItem{
+		{Update: account},
+		{Put: &types.Put{
+			TableName: aws.String(l.ledger),
+			Item: map[string]types.AttributeValue{
+				store.AttrPK: sv(userPK(userID)), store.AttrSK: sv(skGrantPrefix + idempotencyKey),
+				store.AttrEntity: sv(entityIdempotency), "user_id": sv(userID), "request_id": sv(idempotencyKey),
+				"amount": nv(amount), "reason": sv(reason), "at": sv(ts),
+			},
+			ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+			ExpressionAttributeNames: map[string]string{"#pk": store.AttrPK},
+		}},
+		{Put: tx},
+	}
+	err = l.transact(ctx, items)
+	if err != nil {
+		c, ok := cancellation(err)
+		switch {
+		case ok && c.failed[1]:
+			bal, berr := l.Balance(ctx, userID)
+			return bal, true, berr
+		case ok && c.failed[0]:
+			bal, berr := l.Balance(ctx, userID)
+			if berr != nil {
+				return 0, false, berr
+			}
+			return bal, false, apperr.New(apperr.InvalidRequest, "a debit of %d would take the balance (%d) below zero", -amount, bal)
+		}
+		return 0, false, unavailable("grant", err)
+	}
+	bal, err := l.Balance(ctx, userID)
+	return bal, false, err
+}
+
+// Balance returns userID's credit balance (0 without an account), read
+// strongly consistent.
+func (l *Ledger) Balance(ctx context.Context, userID string) (int64, error) {
+	out, err := l.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:                aws.String(l.main),
+		Key:                      keyOf(userPK(userID), skAccount),
+		ConsistentRead:           aws.Bool(true),
+		ProjectionExpression:     aws.String("#bal"),
+		ExpressionAttributeNames: map[string]string{"#bal": "credit_balance"},
+	})
+	if err != nil {
+		return 0, unavailable("read balance", err)
+	}
+	var a struct {
+		Balance int64 `dynamodbav:"credit_balance"`
+	}
+	if err := attributevalue.UnmarshalMap(out.Item, &a); err != nil {
+		return 0, fmt.Errorf("credits: decode balance: %w", err)
+	}
+	return a.Balance, nil
+}
+
+// Default and maximum page sizes of List.
+const (
+	DefaultListLimit = 50
+	MaxListLimit     = 500
+)
+
+type cursorKey struct {
+	SK string `json:"sk"`
+}
+
+func encodeCursor(lek map[string]types.AttributeValue) string {
+	sk, _ := lek[store.AttrSK].(*types.AttributeValueMemberS)
+	if sk == nil {
+		return ""
+	}
+	b, _ := json.Marshal(cursorKey{SK: sk.Value})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(userID, cursor string) (map[string]types.AttributeValue, error) {
+	bad := apperr.New(apperr.InvalidRequest, "invalid cursor")
+	if len(cursor) > 2048 {
+		return nil, bad
+	}
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return nil, bad
+	}
+	var c cursorKey
+	if err := json.Unmarshal(b, &c); err != nil || !strings.HasPrefix(c.SK, skTxPrefix) || len(c.SK) <= len(skTxPrefix) {
+		return nil, bad
+	}
+	return keyOf(userPK(userID), c.SK), nil
+}
+
+// List returns userID's ledger rows newest first, limit per page (default
+// 50, at most 500), and the cursor of the next page ("" at the end). A
+// cursor that is not one List returned is apperr InvalidRequest.
+func (l *Ledger) List(ctx context.Context, userID string, limit int, cursor string) ([]Transaction, string, error) {
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	var start map[string]types.AttributeValue
+	if cursor != "" {
+		var err error
+		if start, err = decodeCursor(userID, cursor); err != nil {
+			return nil, "", err
+		}
+	}
+	out, err := l.db.Query(ctx, &dynamodb.QueryInput{
+		TableName:              aws.String(l.ledger),
+		KeyConditionExpression: aws.String("#pk = :pk AND begins_with(#sk, :tx)"),
+		ExpressionAttributeNames: map[string]string{
+			"#pk": store.AttrPK, "#sk": store.AttrSK,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": sv(userPK(userID)), ":tx": sv(skTxPrefix),
+		},
+		ScanIndexForward:  aws.Bool(false),
+		Limit:             aws.Int32(int32(limit)),
+		ExclusiveStartKey: start,
+	})
+	if err != nil {
+		return nil, "", unavailable("list", err)
+	}
+	txs := make([]Transaction, 0, len(out.Items))
+	for _, it := range out.Items {
+		var r txItem
+		if err := attributevalue.UnmarshalMap(it, &r); err != nil {
+			return nil, "", fmt.Errorf("credits: decode ledger row: %w", err)
+		}
+		at, _ := time.Parse(time.RFC3339Nano, r.At)
+		txs = append(txs, Transaction{
+			RequestID: r.RequestID, Kind: r.Kind, Reason: r.Reason, Amount: r.Amount,
+			Charged: r.Charged, At: at, Meta: r.Meta,
+		})
+	}
+	next := ""
+	if len(out.LastEvaluatedKey) > 0 {
+		next = encodeCursor(out.LastEvaluatedKey)
+	}
+	return txs, next, nil
+}
+
+// Sum returns the sum of every ledger row of userID (audits and tests: it
+// equals the balance).
+func (l *Ledger) Sum(ctx context.Context, userID string) (int64, error) {
+	total := new(big.Int)
+	var start map[string]types.AttributeValue
+	for {
+		out, err := l.db.Query(ctx, &dynamodb.QueryInput{
+			TableName:              aws.String(l.ledger),
+			KeyConditionExpression: aws.String("#pk = :pk AND begins_with(#sk, :tx)"),
+			ProjectionExpression:   aws.String("#amt"),
+			ExpressionAttributeNames: map[string]string{
+				"#pk": store.AttrPK, "#sk": store.AttrSK, "#amt": "amount",
+			},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":pk": sv(userPK(userID)), ":tx": sv(skTxPrefix),
+			},
+			ConsistentRead:    aws.Bool(true),
+			ExclusiveStartKey: start,
+		})
+		if err != nil {
+			return 0, unavailable("sum", err)
+		}
+		for _, it := range out.Items {
+			n, _ := it["amount"].(*types.AttributeValueMemberN)
+			if n == nil {
+				continue
+			}
+			v, err := strconv.ParseInt(n.Value, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("credits: decode amount %q: %w", n.Value, err)
+			}
+			total.Add(total, big.NewInt(v))
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			break
+		}
+		start = out.LastEvaluatedKey
+	}
+	if !total.IsInt64() {
+		return 0, fmt.Errorf("credits: ledger sum overflows int64")
+	}
+	return total.Int64(), nil
+}
