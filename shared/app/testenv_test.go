@@ -79,11 +79,11 @@ func newEnv(t *testing.T, edit func(vars map[string]string)) *testEnv {
 	e := &testEnv{t: t, fake: fake, logs: &lockedBuffer{}, transcript: &lockedBuffer{}}
 	e.secret = []byte(randomHex(t, 32))
 	e.vars = map[string]string{
-		"TABLE_PREFIX":       awstest.Prefix(t),
-		"ENCRYPTION_KEY":     randomHex(t, 32),
-		"AUTH_JWT_SECRET":    string(e.secret),
-		"OPENAI_BASE_URL":    fake.OpenAIBaseURL(),
-		"ANTHROPIC_BASE_URL": fake.AnthropicBaseURL(),
+		"TABLE_PREFIX":               awstest.Prefix(t),
+		"ENCRYPTION_KEY":             randomHex(t, 32),
+		"AUTH_JWT_SECRET":            string(e.secret),
+		"OPENAI_BASE_URL":            fake.OpenAIBaseURL(),
+		"ANTHROPIC_BASE_URL":         fake.AnthropicBaseURL(),
 		"INTERNAL_OPENAI_API_KEY":    internalOpenAIKey,
 		"INTERNAL_ANTHROPIC_API_KEY": internalAnthropicKey,
 		"SETTINGS_CACHE_TTL":         "1ms",

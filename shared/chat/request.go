@@ -1,9 +1,9 @@
 package chat
 
 import (
+	"github.com/synthstack/byok/shared/apperr"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
-	"github.com/synthstack/byok/shared/apperr"
 )
 
 // chatRequest is what the router needs from an OpenAI-format chat request;

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidwall/gjson"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/routing"
+	"github.com/tidwall/gjson"
 )
 
 // anthropicVersion is sent on every Anthropic call unless the client chose one.
