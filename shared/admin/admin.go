@@ -42,7 +42,7 @@ type Service struct {
 const maxAdminBody = 64 << 10
 
 // Register adds the admin routes to mux, each behind RequireAdmin.
-func (s *Service) Register(mux *http.ServeMux) {
+func (s *Service) Register(mux httpx.Router) {
 	mux.Handle("GET /v1/admin/settings", auth.RequireAdmin(http.HandlerFunc(s.getSettings)))
 	mux.Handle("PUT /v1/admin/settings", auth.RequireAdmin(http.HandlerFunc(s.putSettings)))
 	mux.Handle("GET /v1/admin/users/{id}", auth.RequireAdmin(http.HandlerFunc(s.getUser)))

@@ -187,18 +187,21 @@ const (
 	FnUsage    = "usage"
 )
 
-// Handler returns the HTTP handler serving the routes of the named functions
-// (all of them when names is empty), behind request ids, logging and auth.
-func (a *App) Handler(names ...string) http.Handler {
-	mux := http.NewServeMux()
-	all := len(names) == 0
+// Functions lists every HTTP-serving function.
+func Functions() []string { return []string{FnKeys, FnValidate, FnAdmin, FnChat, FnUsage} }
+
+// register adds the routes of the named functions (all when names is empty).
+func (a *App) register(mux httpx.Router, names ...string) {
 	has := func(n string) bool {
+		if len(names) == 0 {
+			return true
+		}
 		for _, x := range names {
 			if x == n {
 				return true
 			}
 		}
-		return all
+		return false
 	}
 	if has(FnKeys) {
 		a.Keys.RegisterKeys(mux)
@@ -215,6 +218,26 @@ func (a *App) Handler(names ...string) http.Handler {
 	if has(FnUsage) {
 		a.Credits.Register(mux)
 	}
+}
+
+// Routes returns the route patterns ("METHOD /path") each function serves,
+// as the code registers them.
+func Routes() map[string][]string {
+	a := &App{Keys: &keys.Service{}, Admin: &admin.Service{}, Chat: &chat.Executor{}, Credits: &usage.CreditsService{}}
+	out := map[string][]string{}
+	for _, fn := range Functions() {
+		rec := &httpx.RouteRecorder{}
+		a.register(rec, fn)
+		out[fn] = rec.Patterns
+	}
+	return out
+}
+
+// Handler returns the HTTP handler serving the routes of the named functions
+// (all of them when names is empty), behind request ids, logging and auth.
+func (a *App) Handler(names ...string) http.Handler {
+	mux := http.NewServeMux()
+	a.register(mux, names...)
 	mux.Handle("/", httpx.NotFoundHandler())
 	return httpx.Middleware(a.Log, a.Verifier.Middleware(mux))
 }

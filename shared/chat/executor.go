@@ -10,6 +10,7 @@ import (
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
+	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/ratelimit"
 	"github.com/synthstack/byok/shared/routing"
@@ -96,7 +97,7 @@ func (x *Executor) headerTimeout() time.Duration {
 }
 
 // Register adds the chat function's routes to mux.
-func (x *Executor) Register(mux *http.ServeMux) {
+func (x *Executor) Register(mux httpx.Router) {
 	mux.HandleFunc("POST /v1/chat/completions", x.handleChatCompletions)
 	mux.HandleFunc("POST /v1/copilot/chat", x.handleCopilot)
 }

@@ -244,3 +244,23 @@ func NotFoundHandler() http.Handler {
 		WriteError(w, r, apperr.New(apperr.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
 }
+
+// Router is what route registration needs (*http.ServeMux satisfies it).
+type Router interface {
+	Handle(pattern string, h http.Handler)
+	HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request))
+}
+
+// RouteRecorder is a Router that only records patterns, so tests can compare
+// the routes the code serves with the ones template.yaml declares.
+type RouteRecorder struct{ Patterns []string }
+
+// Handle records pattern.
+func (r *RouteRecorder) Handle(pattern string, _ http.Handler) {
+	r.Patterns = append(r.Patterns, pattern)
+}
+
+// HandleFunc records pattern.
+func (r *RouteRecorder) HandleFunc(pattern string, _ func(http.ResponseWriter, *http.Request)) {
+	r.Patterns = append(r.Patterns, pattern)
+}

@@ -13,14 +13,14 @@ import (
 const maxKeyBody = 64 << 10
 
 // RegisterKeys adds the keys function's routes to mux.
-func (s *Service) RegisterKeys(mux *http.ServeMux) {
+func (s *Service) RegisterKeys(mux httpx.Router) {
 	mux.HandleFunc("GET /v1/keys", s.handleList)
 	mux.HandleFunc("PUT /v1/keys/{provider}", s.handlePut)
 	mux.HandleFunc("DELETE /v1/keys/{provider}", s.handleDelete)
 }
 
 // RegisterValidate adds the validate function's route to mux.
-func (s *Service) RegisterValidate(mux *http.ServeMux) {
+func (s *Service) RegisterValidate(mux httpx.Router) {
 	mux.HandleFunc("POST /v1/keys/{provider}/test", s.handleTest)
 }
 

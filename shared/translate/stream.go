@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // anthStreamEvent is any Anthropic Messages streaming event.
@@ -80,6 +81,17 @@ func NewStreamTranslator(requestModel string, includeUsage bool, created int64) 
 //
 // The event type is taken from data's "type" member, or eventType when absent.
 func (t *StreamTranslator) Event(eventType string, data []byte) ([][]byte, error) {
+	if lit, ok := textDeltaLiteral(data); ok {
+		if string(lit) == `""` {
+			return nil, nil
+		}
+		t.delivered += int64(len(lit) - 2)
+		b := t.begin(len(lit) + 16)
+		b = append(b, `{"content":`...)
+		b = append(b, lit...)
+		b = append(b, '}')
+		return [][]byte{endChunk(b, "")}, nil
+	}
 	var ev anthStreamEvent
 	if len(bytes.TrimSpace(data)) > 0 {
 		if err := json.Unmarshal(data, &ev); err != nil {
@@ -325,4 +337,33 @@ func emptyObject(raw []byte) bool {
 		return false
 	}
 	return len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
+}
+
+// textDeltaLiteral recognises the commonest event, a text_delta in
+// Anthropic's exact compact layout, and returns its text as the JSON string
+// literal it already is, so the hot path neither decodes nor re-encodes it.
+// Any other layout takes the general path.
+func textDeltaLiteral(data []byte) ([]byte, bool) {
+	const p1 = `{"type":"content_block_delta","index":`
+	const p2 = `,"delta":{"type":"text_delta","text":"`
+	if !bytes.HasPrefix(data, []byte(p1)) {
+		return nil, false
+	}
+	rest := data[len(p1):]
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	if n == 0 || !bytes.HasPrefix(rest[n:], []byte(p2)) {
+		return nil, false
+	}
+	rest = bytes.TrimRight(rest[n+len(p2)-1:], " \t\r\n")
+	if len(rest) < 4 || string(rest[len(rest)-2:]) != "}}" {
+		return nil, false
+	}
+	lit := rest[:len(rest)-2]
+	if lit[len(lit)-1] != '"' || !utf8.Valid(lit) || !json.Valid(lit) {
+		return nil, false
+	}
+	return lit, true
 }

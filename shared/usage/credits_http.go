@@ -23,7 +23,7 @@ type CreditsService struct {
 }
 
 // Register adds the route to mux.
-func (s *CreditsService) Register(mux *http.ServeMux) {
+func (s *CreditsService) Register(mux httpx.Router) {
 	mux.HandleFunc("GET /v1/credits", s.get)
 }
 

@@ -1,0 +1,14 @@
+package app_test
+
+import (
+	"testing"
+
+	"github.com/synthstack/byok/shared/app"
+)
+
+func TestRoutesListed(t *testing.T) {
+	r := app.Routes()
+	if len(r["keys"]) != 3 || len(r["validate"]) != 1 || len(r["chat"]) < 2 || len(r["usage"]) < 1 || len(r["admin"]) < 5 {
+		t.Fatalf("routes: %v", r)
+	}
+}
