@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/synthstack/byok/shared/admin"
 	"github.com/synthstack/byok/shared/auth"
@@ -253,6 +254,12 @@ func FromEnv(ctx context.Context, log *slog.Logger) (*App, Clients, error) {
 		return nil, Clients{}, err
 	}
 	c := NewClients(awsCfg)
-	a, err := New(ctx, ConfigFromEnv(Getenv), c, log)
+	cfg := ConfigFromEnv(Getenv)
+	if arn := Getenv("INTERNAL_KEYS_SECRET_ARN"); arn != "" {
+		if err := LoadInternalKeys(ctx, secretsmanager.NewFromConfig(awsCfg), arn, cfg.InternalKeys); err != nil {
+			return nil, c, err
+		}
+	}
+	a, err := New(ctx, cfg, c, log)
 	return a, c, err
 }

@@ -126,7 +126,11 @@ func TestGoldenStream(t *testing.T) {
 		chunks := []any{}
 		var errs []any
 		for _, ev := range s.Events {
-			out, err := tr.Event(ev.Event, ev.Data)
+			var data bytes.Buffer // compact, as Anthropic sends it
+			if err := json.Compact(&data, ev.Data); err != nil {
+				t.Fatal(err)
+			}
+			out, err := tr.Event(ev.Event, data.Bytes())
 			for _, c := range out {
 				chunks = append(chunks, jsonValue(t, c))
 			}

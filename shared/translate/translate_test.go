@@ -109,6 +109,37 @@ func TestStreamEventsAfterStopIgnored(t *testing.T) {
 	}
 }
 
+// The text_delta fast path and the general path give the same chunks.
+func TestTextDeltaFastPath(t *testing.T) {
+	for _, text := range []string{"", "plain", `q\"b\\s`, `\n\t\u0001`, "<>&", `\u2028`, "ü😀", `\ud83d\ude00`, "\u2028 raw"} {
+		fast := `{"type":"content_block_delta","index":3,"delta":{"type":"text_delta","text":"` + text + `"}}`
+		slow := `{"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "` + text + `"}}`
+		if _, ok := textDeltaLiteral([]byte(fast)); !ok {
+			t.Errorf("%q: fast path not taken", text)
+		}
+		a, errA := NewStreamTranslator("m", false, 1).Event("", []byte(fast))
+		b, errB := NewStreamTranslator("m", false, 1).Event("", []byte(slow))
+		if errA != nil || errB != nil || len(a) != len(b) {
+			t.Fatalf("%q: %v %v %d %d", text, errA, errB, len(a), len(b))
+		}
+		for i := range a {
+			if !jsonEqual(t, a[i], b[i]) {
+				t.Errorf("%q: fast %s != slow %s", text, a[i], b[i])
+			}
+		}
+	}
+	for _, bad := range []string{
+		`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"},"x":{"y":"b"}}`,
+		`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a` + "\x01" + `"}}`,
+		"{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\xff\"}}",
+		`{"type":"content_block_delta","index":,"delta":{"type":"text_delta","text":"a"}}`,
+	} {
+		if _, ok := textDeltaLiteral([]byte(bad)); ok {
+			t.Errorf("fast path taken for %s", bad)
+		}
+	}
+}
+
 func TestAppendJSONString(t *testing.T) {
 	for _, s := range []string{"", "plain", "q\"b\\s/", "\x00\x01\x1f\x7f", "\n\r\t", "<>&", "\u2028\u2029", "ü€😀", "bad\xffutf8\xc3"} {
 		got := appendJSONString(nil, s)

@@ -1,0 +1,37 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/synthstack/byok/shared/provider"
+)
+
+// SecretsAPI is the subset of *secretsmanager.Client used at start-up.
+type SecretsAPI interface {
+	GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// LoadInternalKeys reads the platform's provider keys from the secret arn,
+// a JSON object {"openai": "...", "anthropic": "..."}; keys set in the
+// environment are kept when the secret leaves them empty. Errors never
+// include the secret's content.
+func LoadInternalKeys(ctx context.Context, sm SecretsAPI, arn string, into map[provider.Name]string) error {
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+	if err != nil {
+		return fmt.Errorf("read internal provider keys secret: %w", err)
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &m); err != nil {
+		return fmt.Errorf("internal provider keys secret must be a JSON object of strings like {\"openai\":\"sk-...\",\"anthropic\":\"sk-ant-...\"}")
+	}
+	for _, p := range []provider.Name{provider.OpenAI, provider.Anthropic} {
+		if v := m[string(p)]; v != "" {
+			into[p] = v
+		}
+	}
+	return nil
+}
