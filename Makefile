@@ -5,11 +5,11 @@ TOOLS := $(CURDIR)/bin/tools
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 export PATH := $(TOOLS):$(PATH)
 
-FUNCTIONS := keys validate admin
+FUNCTIONS := keys validate admin chat usage
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w -buildid='
 
 .PHONY: run test test-localstack tools token bench fuzz build lint rewrap clean \
-	$(addprefix build-,KeysFunction ValidateFunction AdminFunction)
+	$(addprefix build-,KeysFunction ValidateFunction AdminFunction ChatFunction UsageFunction)
 
 ## run: start moto_server, the tables and topic, and the dev server on :8080
 run:
@@ -59,6 +59,10 @@ build-ValidateFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/validate
 build-AdminFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/admin
+build-ChatFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/chat
+build-UsageFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/usage
 
 ## lint: gofmt and go vet
 lint:

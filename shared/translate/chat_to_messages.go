@@ -265,7 +265,7 @@ func convertTools(req *chatRequest, out *anthRequest) error {
 		}
 		schema := t.Function.Parameters
 		if isNull(schema) {
-			schema = emptySchema
+			schema = emptySchema()
 		} else if firstByte(schema) != '{' {
 			return fmt.Errorf("tools[%d].function.parameters must be a JSON object", i)
 		}
@@ -544,12 +544,15 @@ func userBlocks(c content, i int) ([]anthBlock, error) {
 	return blocks, nil
 }
 
-var imageTypes = map[string]string{
-	"image/jpeg": "image/jpeg",
-	"image/jpg":  "image/jpeg",
-	"image/png":  "image/png",
-	"image/gif":  "image/gif",
-	"image/webp": "image/webp",
+// imageType returns the Anthropic media type for an image data URL's type.
+func imageType(mediaType string) (string, bool) {
+	switch mediaType {
+	case "image/jpeg", "image/jpg":
+		return "image/jpeg", true
+	case "image/png", "image/gif", "image/webp":
+		return mediaType, true
+	}
+	return "", false
 }
 
 func imageSource(raw json.RawMessage, i, j int) (*anthSource, error) {
@@ -572,7 +575,7 @@ func imageSource(raw json.RawMessage, i, j int) (*anthSource, error) {
 		if !ok {
 			return nil, fmt.Errorf("messages[%d].content[%d]: image data URL must be base64-encoded", i, j)
 		}
-		norm, ok := imageTypes[mt]
+		norm, ok := imageType(mt)
 		if !ok {
 			return nil, fmt.Errorf("messages[%d].content[%d]: image type must be jpeg, png, gif or webp", i, j)
 		}

@@ -194,7 +194,7 @@ func reverseTools(req *msgRequest, out *oaiRequest) error {
 		}
 		schema := t.InputSchema
 		if isNull(schema) {
-			schema = emptySchema
+			schema = emptySchema()
 		} else if firstByte(schema) != '{' {
 			return fmt.Errorf("tools[%d].input_schema must be a JSON object", i)
 		}

@@ -58,7 +58,6 @@ type ReverseStreamTranslator struct {
 	open      int // blockNone, blockText or blockTool
 	openBlock int // index of the open block
 	nextBlock int
-	openTool  int // OpenAI index of the open tool block
 	tools     []revTool
 
 	stopReason string
@@ -145,7 +144,6 @@ func (t *ReverseStreamTranslator) Chunk(data []byte) ([]SSEEvent, error) {
 				cb = appendJSONString(cb, tc.Function.Name)
 				cb = append(cb, `,"input":{}}`...)
 				evs = t.openBlockEvent(evs, blockTool, string(cb))
-				t.openTool = tc.Index
 				block = t.openBlock
 				t.tools = append(t.tools, revTool{index: tc.Index, block: block})
 			}

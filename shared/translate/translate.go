@@ -2,7 +2,9 @@
 // Anthropic Messages wire formats (SPEC §11): requests, responses, streaming
 // events and error bodies, in both directions.
 //
-// Every function is pure: no I/O, no package-level mutable state. The stream
+// Every function is pure (no I/O, no package-level mutable state), except that
+// MessagesToChatResponse reads the clock for "created"; MessagesToChatResponseAt
+// takes it as a parameter. The stream
 // translators hold the state of one stream and are not safe for concurrent use.
 //
 // Errors returned for a client's request carry a client-safe message (the
@@ -92,7 +94,8 @@ func firstByte(raw json.RawMessage) byte {
 	return raw[0]
 }
 
-var emptySchema = json.RawMessage(`{"type":"object","properties":{}}`)
+// emptySchema is the input schema of a tool declared without parameters.
+func emptySchema() json.RawMessage { return json.RawMessage(`{"type":"object","properties":{}}`) }
 
 const hexDigits = "0123456789abcdef"
 
