@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,14 +241,16 @@ func (r *rie) stop(t *testing.T) {
 	}
 }
 
-// request is one API Gateway HTTP API (payload 2.0) call.
+// request is one HTTP call, sent as an API Gateway HTTP API (payload 2.0)
+// event, or as a Lambda Function URL event to a lambdaurl function.
 type request struct {
 	method, path, route string
 	pathParams          map[string]string
 	token               string
+	body                string // JSON
 }
 
-func (q request) event() events.APIGatewayV2HTTPRequest {
+func (q request) headers() map[string]string {
 	headers := map[string]string{
 		"accept":     "application/json",
 		"host":       "api.example.test",
@@ -256,12 +259,44 @@ func (q request) event() events.APIGatewayV2HTTPRequest {
 	if q.token != "" {
 		headers["authorization"] = "Bearer " + q.token
 	}
+	if q.body != "" {
+		headers["content-type"] = "application/json"
+	}
+	return headers
+}
+
+// urlEvent is q as a Function URL delivers it (routes are matched in code,
+// so there is no route key or path parameters).
+func (q request) urlEvent() events.LambdaFunctionURLRequest {
+	now := time.Now()
+	return events.LambdaFunctionURLRequest{
+		Version: "2.0",
+		RawPath: q.path,
+		Headers: q.headers(),
+		Body:    q.body,
+		RequestContext: events.LambdaFunctionURLRequestContext{
+			AccountID:    "anonymous",
+			RequestID:    fmt.Sprintf("rie-%d", now.UnixNano()),
+			APIID:        "smokeurl",
+			DomainName:   "smokeurl.lambda-url.us-east-1.on.aws",
+			DomainPrefix: "smokeurl",
+			Time:         now.UTC().Format("02/Jan/2006:15:04:05 -0700"),
+			TimeEpoch:    now.UnixMilli(),
+			HTTP: events.LambdaFunctionURLRequestContextHTTPDescription{
+				Method: q.method, Path: q.path, Protocol: "HTTP/1.1", SourceIP: "127.0.0.1", UserAgent: "byok-rie-smoke",
+			},
+		},
+	}
+}
+
+func (q request) event() events.APIGatewayV2HTTPRequest {
 	now := time.Now()
 	return events.APIGatewayV2HTTPRequest{
 		Version:        "2.0",
 		RouteKey:       q.method + " " + q.route,
 		RawPath:        q.path,
-		Headers:        headers,
+		Headers:        q.headers(),
+		Body:           q.body,
 		PathParameters: q.pathParams,
 		RequestContext: events.APIGatewayV2HTTPRequestContext{
 			AccountID:    "123456789012",
@@ -281,9 +316,16 @@ func (q request) event() events.APIGatewayV2HTTPRequest {
 }
 
 // invoke sends one event through RIE and decodes the function's answer.
-func (r *rie) invoke(t *testing.T, q request) (events.APIGatewayV2HTTPResponse, []byte) {
+// With url, the event is a Function URL request and the answer lambdaurl's
+// streamed integration response (see decodeStreamed), returned in the same
+// shape as an HTTP API answer.
+func (r *rie) invoke(t *testing.T, q request, url bool) (events.APIGatewayV2HTTPResponse, []byte) {
 	t.Helper()
-	payload, err := json.Marshal(q.event())
+	var ev any = q.event()
+	if url {
+		ev = q.urlEvent()
+	}
+	payload, err := json.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,6 +355,9 @@ func (r *rie) invoke(t *testing.T, q request) (events.APIGatewayV2HTTPResponse, 
 	if json.Unmarshal(raw, &fnErr) == nil && fnErr.ErrorType != "" {
 		t.Fatalf("%s %s: function failed: %s: %s", q.method, q.path, fnErr.ErrorType, fnErr.ErrorMessage)
 	}
+	if url {
+		return decodeStreamed(t, q, raw)
+	}
 	var out events.APIGatewayV2HTTPResponse
 	if err := json.Unmarshal(raw, &out); err != nil || out.StatusCode == 0 {
 		t.Fatalf("%s %s: not an APIGatewayV2HTTPResponse (%v): %s", q.method, q.path, err, raw)
@@ -324,6 +369,31 @@ func (r *rie) invoke(t *testing.T, q request) (events.APIGatewayV2HTTPResponse, 
 		}
 	}
 	return out, body
+}
+
+// streamDelimiter ends the JSON prelude (status, headers, cookies) of a
+// streamed Function URL response; the body follows it as written
+// (events.LambdaFunctionURLStreamingResponse, content type
+// application/vnd.awslambda.http-integration-response).
+var streamDelimiter = []byte{0, 0, 0, 0, 0, 0, 0, 0}
+
+// decodeStreamed splits what RIE returns for a lambdaurl function (the
+// runtime's whole streamed response, buffered) into the prelude and body.
+func decodeStreamed(t *testing.T, q request, raw []byte) (events.APIGatewayV2HTTPResponse, []byte) {
+	t.Helper()
+	prelude, body, ok := bytes.Cut(raw, streamDelimiter)
+	if !ok {
+		t.Fatalf("%s %s: no streamed integration response (prelude + 8 NUL bytes + body): %q", q.method, q.path, raw)
+	}
+	var p struct {
+		StatusCode int               `json:"statusCode"`
+		Headers    map[string]string `json:"headers"`
+		Cookies    []string          `json:"cookies"`
+	}
+	if err := json.Unmarshal(prelude, &p); err != nil || p.StatusCode == 0 {
+		t.Fatalf("%s %s: bad prelude (%v): %q", q.method, q.path, err, prelude)
+	}
+	return events.APIGatewayV2HTTPResponse{StatusCode: p.StatusCode, Headers: p.Headers, Cookies: p.Cookies, Body: string(body)}, body
 }
 
 func header(resp events.APIGatewayV2HTTPResponse, name string) string {
@@ -377,7 +447,8 @@ func randomHex(t *testing.T, n int) string {
 }
 
 // TestBootstrapsUnderRIE builds every HTTP function's bootstrap and runs it
-// under aws-lambda-rie against the emulator, one invocation at a time.
+// under aws-lambda-rie against the emulator, one invocation at a time: HTTP
+// API events for the httpadapter functions, Function URL events for chat.
 func TestBootstrapsUnderRIE(t *testing.T) {
 	rieBin := findRIE(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -406,8 +477,6 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 		"AWS_ACCESS_KEY_ID=test",
 		"AWS_SECRET_ACCESS_KEY=test",
 		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_LAMBDA_FUNCTION_TIMEOUT=29",
-		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256",
 		"TABLE_PREFIX=" + prefix,
 		"AUTH_JWT_SECRET=" + secret,
 		"ENCRYPTION_KEY=" + randomHex(t, 32),
@@ -426,7 +495,7 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 		checks []check
 	}{
 		{app.FnKeys, []check{
-			{request{"GET", "/v1/keys", "/v1/keys", nil, userTok}, func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
+			{request{method: "GET", path: "/v1/keys", route: "/v1/keys", token: userTok}, func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
 				if resp.StatusCode != http.StatusOK {
 					t.Fatalf("status %d, want 200: %s", resp.StatusCode, body)
 				}
@@ -449,7 +518,7 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 					}
 				}
 			}},
-			{request{"GET", "/v1/keys", "/v1/keys", nil, ""}, func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
+			{request{method: "GET", path: "/v1/keys", route: "/v1/keys"}, func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
 				wantError(t, q, resp, body, http.StatusUnauthorized, "unauthorized")
 				if h := header(resp, "WWW-Authenticate"); !strings.HasPrefix(h, "Bearer") {
 					t.Errorf("WWW-Authenticate = %q, want Bearer", h)
@@ -457,13 +526,14 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 			}},
 		}},
 		{app.FnValidate, []check{
-			{request{"POST", "/v1/keys/openai/test", "/v1/keys/{provider}/test", map[string]string{"provider": "openai"}, userTok},
+			{request{method: "POST", path: "/v1/keys/openai/test", route: "/v1/keys/{provider}/test",
+				pathParams: map[string]string{"provider": "openai"}, token: userTok},
 				func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
 					wantError(t, q, resp, body, http.StatusNotFound, "not_found")
 				}},
 		}},
 		{app.FnAdmin, []check{
-			{request{"GET", "/v1/admin/settings", "/v1/admin/settings", nil, adminTok}, func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
+			{request{method: "GET", path: "/v1/admin/settings", route: "/v1/admin/settings", token: adminTok}, func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
 				if resp.StatusCode != http.StatusOK {
 					t.Fatalf("status %d, want 200: %s", resp.StatusCode, body)
 				}
@@ -477,18 +547,67 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 					}
 				}
 			}},
-			{request{"GET", "/v1/admin/settings", "/v1/admin/settings", nil, userTok}, func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
+			{request{method: "GET", path: "/v1/admin/settings", route: "/v1/admin/settings", token: userTok}, func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
 				wantError(t, q, resp, body, http.StatusForbidden, "forbidden")
 			}},
 		}},
+		{app.FnUsage, []check{
+			{request{method: "GET", path: "/v1/credits", route: "/v1/credits", token: userTok}, func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("status %d, want 200: %s", resp.StatusCode, body)
+				}
+				var got struct {
+					Balance      *int64          `json:"balance"`
+					Transactions json.RawMessage `json:"transactions"`
+				}
+				if err := json.Unmarshal(body, &got); err != nil {
+					t.Fatalf("%v: %s", err, body)
+				}
+				if got.Balance == nil || *got.Balance != 0 || string(got.Transactions) != "[]" {
+					t.Errorf("fresh user: want balance 0 and transactions [], got %s", body)
+				}
+			}},
+		}},
+		{app.FnChat, []check{
+			// A free user with no credits and no key: byok_first has no BYOK route
+			// and an empty balance, so 402 before any upstream call (SPEC §8).
+			{request{method: "POST", path: "/v1/chat/completions", token: userTok,
+				body: `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`},
+				func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
+					wantError(t, q, resp, body, http.StatusPaymentRequired, "payment_required")
+					if h := header(resp, "X-Byok-Route"); h == "" {
+						t.Errorf("X-Byok-Route missing (headers %v)", resp.Headers)
+					}
+				}},
+		}},
 	}
+	for _, fn := range app.Functions() {
+		if !slices.ContainsFunc(cases, func(c struct {
+			fn     string
+			checks []check
+		}) bool {
+			return c.fn == fn
+		}) {
+			t.Errorf("no RIE smoke check for function %s", fn)
+		}
+	}
+	tmpl := loadTemplate(t)
+	fns := tmpl.GetAllServerlessFunctionResources()
 
 	for _, c := range cases {
 		t.Run(c.fn, func(t *testing.T) {
+			url := trigger(t, c.fn) == "FunctionUrl"
+			f, ok := fns[logicalID(c.fn)]
+			if !ok {
+				t.Fatalf("template.yaml has no %s", logicalID(c.fn))
+			}
+			e := effectiveFunction(t, tmpl, f) // memory and timeout as deployed
+			mem, timeout := e.MemorySize, e.Timeout
 			bootstrap := buildBootstrap(t, c.fn)
-			r := startRIE(t, rieBin, bootstrap, append(env, "AWS_LAMBDA_FUNCTION_NAME=byok-"+c.fn))
+			r := startRIE(t, rieBin, bootstrap, append(slices.Clone(env), "AWS_LAMBDA_FUNCTION_NAME=byok-"+c.fn,
+				fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", mem), fmt.Sprintf("AWS_LAMBDA_FUNCTION_TIMEOUT=%d", timeout)))
 			for _, ch := range c.checks { // one invocation at a time
-				resp, body := r.invoke(t, ch.req)
+				resp, body := r.invoke(t, ch.req, url)
 				ch.check(t, ch.req, resp, body)
 			}
 		})

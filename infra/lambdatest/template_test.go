@@ -1,14 +1,19 @@
 package lambdatest
 
 import (
+	"encoding/json"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/awslabs/goformation/v7"
 	"github.com/awslabs/goformation/v7/cloudformation"
@@ -21,25 +26,59 @@ import (
 	"github.com/synthstack/byok/shared/store"
 )
 
-// functionDirs maps every AWS::Serverless::Function of template.yaml to its
-// package under ./functions (the name app.Handler serves).
-var functionDirs = map[string]string{
-	"KeysFunction":     app.FnKeys,
-	"ValidateFunction": app.FnValidate,
-	"AdminFunction":    app.FnAdmin,
+// logicalID is the template's logical id of the function in
+// ./functions/<name>: "chat" -> "ChatFunction".
+func logicalID(name string) string { return strings.ToUpper(name[:1]) + name[1:] + "Function" }
+
+// eventFunctions are the functions without HTTP routes (not in
+// app.Functions()), e.g. the revalidator once it exists.
+var eventFunctions = []string{}
+
+// functionDirs maps every AWS::Serverless::Function template.yaml must have
+// to its package under ./functions: app.Functions() plus eventFunctions.
+func functionDirs() map[string]string {
+	out := map[string]string{}
+	for _, fn := range slices.Concat(app.Functions(), eventFunctions) {
+		out[logicalID(fn)] = fn
+	}
+	return out
 }
 
-// expectedRoutes is every HTTP API route ("METHOD /path") and the function
-// serving it. TODO(lead): derive it from the code's own route list.
-var expectedRoutes = map[string]string{
-	"GET /v1/keys":                  "KeysFunction",
-	"PUT /v1/keys/{provider}":       "KeysFunction",
-	"DELETE /v1/keys/{provider}":    "KeysFunction",
-	"POST /v1/keys/{provider}/test": "ValidateFunction",
-	"GET /v1/admin/settings":        "AdminFunction",
-	"PUT /v1/admin/settings":        "AdminFunction",
-	"GET /v1/admin/users/{id}":      "AdminFunction",
-	"PUT /v1/admin/users/{id}":      "AdminFunction",
+// Lambda adapters: an HTTP API function's main wraps its handler with
+// aws-lambda-go-api-proxy (payload 2.0); a Function URL function's with
+// aws-lambda-go's lambdaurl (InvokeMode RESPONSE_STREAM).
+const (
+	importHTTPAPI = "github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+	importURL     = "github.com/aws/aws-lambda-go/lambdaurl"
+)
+
+// trigger says how functions/<name>/main.go is invoked, from its imports:
+// "HttpApi", "FunctionUrl" or "" (neither adapter, e.g. a scheduled function).
+func trigger(t *testing.T, name string) string {
+	t.Helper()
+	path := filepath.Join(repoRoot(t), "functions", name, "main.go")
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+	if err != nil {
+		t.Fatalf("functions/%s/main.go: %v", name, err)
+	}
+	var http, url bool
+	for _, imp := range f.Imports {
+		switch p, _ := strconv.Unquote(imp.Path.Value); p {
+		case importHTTPAPI:
+			http = true
+		case importURL:
+			url = true
+		}
+	}
+	switch {
+	case http && url:
+		t.Fatalf("functions/%s/main.go imports both httpadapter and lambdaurl", name)
+	case http:
+		return "HttpApi"
+	case url:
+		return "FunctionUrl"
+	}
+	return ""
 }
 
 // The template is read with goformation. Its default intrinsic handlers
@@ -69,9 +108,8 @@ func symbolic(tag string) intrinsics.IntrinsicHandler {
 	}
 }
 
-func loadTemplate(t *testing.T) *cloudformation.Template {
-	t.Helper()
-	tmpl, err := goformation.OpenWithOptions(filepath.Join(repoRoot(t), "template.yaml"), &intrinsics.ProcessorOptions{
+func processorOptions() *intrinsics.ProcessorOptions {
+	return &intrinsics.ProcessorOptions{
 		IntrinsicHandlerOverrides: map[string]intrinsics.IntrinsicHandler{
 			"Ref":        symbolic("!Ref"),
 			"Fn::GetAtt": symbolic("!GetAtt"),
@@ -81,11 +119,44 @@ func loadTemplate(t *testing.T) *cloudformation.Template {
 			"Fn::And":    symbolic("!And"),
 			"Fn::Or":     symbolic("!Or"),
 		},
-	})
+	}
+}
+
+func loadTemplate(t *testing.T) *cloudformation.Template {
+	t.Helper()
+	tmpl, err := goformation.OpenWithOptions(filepath.Join(repoRoot(t), "template.yaml"), processorOptions())
 	if err != nil {
 		t.Fatalf("parse template.yaml with goformation: %v", err)
 	}
 	return tmpl
+}
+
+// rawResource returns a resource's Properties as plain JSON values (same
+// symbolic intrinsics), for what goformation's types do not model (its
+// FunctionUrlConfig.Cors has the API Gateway shape, not the Function URL one).
+func rawResource(t *testing.T, id string) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := intrinsics.ProcessYAML(data, processorOptions())
+	if err != nil {
+		t.Fatalf("process template.yaml: %v", err)
+	}
+	var doc struct {
+		Resources map[string]struct {
+			Properties map[string]any
+		}
+	}
+	if err := json.Unmarshal(js, &doc); err != nil {
+		t.Fatal(err)
+	}
+	r, ok := doc.Resources[id]
+	if !ok {
+		t.Fatalf("no resource %s", id)
+	}
+	return r.Properties
 }
 
 func str(p *string) string {
@@ -240,13 +311,14 @@ func TestFunctionsBuildWithMakefile(t *testing.T) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	want := make([]string, 0, len(functionDirs))
-	for id := range functionDirs {
+	dirs := functionDirs()
+	want := make([]string, 0, len(dirs))
+	for id := range dirs {
 		want = append(want, id)
 	}
 	sort.Strings(want)
 	if !slices.Equal(ids, want) {
-		t.Errorf("template functions = %v, want %v (update functionDirs when adding a function)", ids, want)
+		t.Errorf("template functions = %v, want %v (app.Functions() and eventFunctions)", ids, want)
 	}
 
 	for _, id := range ids {
@@ -271,16 +343,28 @@ func TestFunctionsBuildWithMakefile(t *testing.T) {
 			if len(e.Architectures) != 1 || goArch[e.Architectures[0]] == "" {
 				t.Fatalf("Architectures = %v, want exactly one of arm64/x86_64", e.Architectures)
 			}
-			if e.Timeout <= 0 || e.Timeout > 30 {
-				t.Errorf("Timeout = %d, want 1..30 (HTTP API integrations time out at 30 s)", e.Timeout)
-			}
-
-			dir, ok := functionDirs[id]
+			dir, ok := dirs[id]
 			if !ok {
 				t.Fatalf("no functions/<name> known for %s", id)
 			}
 			if _, err := os.Stat(filepath.Join(root, "functions", dir, "main.go")); err != nil {
-				t.Errorf("functions/%s/main.go: %v", dir, err)
+				t.Fatalf("functions/%s/main.go: %v", dir, err)
+			}
+			switch trigger(t, dir) {
+			case "FunctionUrl":
+				// A streamed answer may run for minutes, but must outlive the wait for
+				// the provider's first byte.
+				header := 60 * time.Second
+				if d, err := time.ParseDuration(e.Env["UPSTREAM_HEADER_TIMEOUT"]); err == nil {
+					header = d
+				}
+				if e.Timeout > 900 || time.Duration(e.Timeout)*time.Second <= header {
+					t.Errorf("Timeout = %d, want more than UPSTREAM_HEADER_TIMEOUT (%s) and at most 900", e.Timeout, header)
+				}
+			default:
+				if e.Timeout <= 0 || e.Timeout > 30 {
+					t.Errorf("Timeout = %d, want 1..30 (HTTP API integrations time out at 30 s)", e.Timeout)
+				}
 			}
 			target := "build-" + id
 			recipe, ok := mk.rules[target]
@@ -384,6 +468,9 @@ func describeTTL(ttl *dynamodb.Table_TimeToLiveSpecification) string {
 	return fmt.Sprintf("{AttributeName: %q, Enabled: %v}", str(ttl.AttributeName), ttl.Enabled)
 }
 
+// TestHTTPRoutes checks that the HTTP API routes of each function are
+// exactly the routes its code serves (app.Routes()), and that a Function URL
+// function (chat) has none: it is reached through its URL only.
 func TestHTTPRoutes(t *testing.T) {
 	tmpl := loadTemplate(t)
 	apis := tmpl.GetAllServerlessHttpApiResources()
@@ -394,7 +481,8 @@ func TestHTTPRoutes(t *testing.T) {
 	for id := range apis {
 		apiID = id
 	}
-	got := map[string]string{}
+	got := map[string][]string{} // logical id -> routes
+	owner := map[string]string{} // route -> logical id
 	for id, f := range tmpl.GetAllServerlessFunctionResources() {
 		for name, ev := range f.Events {
 			if ev.Type != "HttpApi" {
@@ -406,10 +494,11 @@ func TestHTTPRoutes(t *testing.T) {
 			}
 			h := ev.Properties.HttpApiEvent
 			route := str(h.Method) + " " + str(h.Path)
-			if prev, dup := got[route]; dup {
+			if prev, dup := owner[route]; dup {
 				t.Errorf("route %s declared twice (%s and %s)", route, prev, id)
 			}
-			got[route] = id
+			owner[route] = id
+			got[id] = append(got[id], route)
 			if str(h.ApiId) != "!Ref "+apiID {
 				t.Errorf("%s.%s: ApiId = %q, want !Ref %s", id, name, str(h.ApiId), apiID)
 			}
@@ -418,18 +507,119 @@ func TestHTTPRoutes(t *testing.T) {
 			}
 		}
 	}
-	for route, fn := range expectedRoutes {
-		if got[route] != fn {
-			t.Errorf("route %s -> %q, want %s", route, got[route], fn)
+
+	routes := app.Routes()
+	for _, fn := range slices.Concat(app.Functions(), eventFunctions) {
+		id := logicalID(fn)
+		have := slices.Sorted(slices.Values(got[id]))
+		delete(got, id)
+		var want []string
+		if trigger(t, fn) == "HttpApi" {
+			want = slices.Sorted(slices.Values(routes[fn]))
+			if len(want) == 0 {
+				t.Errorf("%s: app.Routes() lists no route for %q", id, fn)
+			}
+		}
+		if !slices.Equal(have, want) {
+			t.Errorf("%s HTTP API routes =\n  %s\nwant (app.Routes()[%q], none for a Function URL function)\n  %s",
+				id, strings.Join(have, "\n  "), fn, strings.Join(want, "\n  "))
 		}
 	}
-	for route, fn := range got {
-		if _, ok := expectedRoutes[route]; !ok {
-			t.Errorf("unexpected route %s -> %s", route, fn)
-		}
+	for id, rs := range got {
+		t.Errorf("%s has HTTP API routes %v but serves none in app.Routes()", id, rs)
 	}
 	if _, ok := tmpl.Outputs["ApiUrl"]; !ok {
 		t.Error("Outputs.ApiUrl missing")
+	}
+}
+
+// corsHeaders are the request headers a browser client of the chat URL
+// sends: the bearer token, JSON, the SDKs' own key headers (which carry our
+// token, SPEC §4) and the idempotency key of a credits request.
+var corsHeaders = []string{"Authorization", "Content-Type", "x-api-key", "api-key", "Idempotency-Key"}
+
+// TestFunctionURLs checks the Function URL of every function whose main uses
+// lambdaurl: public (auth is verified in code, SPEC §4), streaming, CORS for
+// its routes' methods and the client headers, and an output with its URL.
+// No other function may have a URL that would bypass the HTTP API.
+func TestFunctionURLs(t *testing.T) {
+	tmpl := loadTemplate(t)
+	fns := tmpl.GetAllServerlessFunctionResources()
+	routes := app.Routes()
+	urls := 0
+	for _, fn := range slices.Concat(app.Functions(), eventFunctions) {
+		id := logicalID(fn)
+		f, ok := fns[id]
+		if !ok {
+			continue // TestFunctionsBuildWithMakefile reports it
+		}
+		t.Run(id, func(t *testing.T) {
+			if trigger(t, fn) != "FunctionUrl" {
+				if f.FunctionUrlConfig != nil {
+					t.Errorf("has a FunctionUrlConfig, but functions/%s is not a lambdaurl handler", fn)
+				}
+				return
+			}
+			urls++
+			u := f.FunctionUrlConfig
+			if u == nil {
+				t.Fatal("no FunctionUrlConfig (functions/" + fn + " serves through lambdaurl)")
+			}
+			if u.AuthType != "NONE" {
+				t.Errorf("AuthType = %q, want NONE (the bearer token is verified in code)", u.AuthType)
+			}
+			if str(u.InvokeMode) != "RESPONSE_STREAM" {
+				t.Errorf("InvokeMode = %q, want RESPONSE_STREAM (lambdaurl only streams)", str(u.InvokeMode))
+			}
+
+			urlCfg, _ := rawResource(t, id)["FunctionUrlConfig"].(map[string]any)
+			cors, _ := urlCfg["Cors"].(map[string]any)
+			if cors == nil {
+				t.Fatal("FunctionUrlConfig.Cors missing (browser clients)")
+			}
+			if cors["AllowOrigins"] == nil {
+				t.Error("Cors.AllowOrigins missing")
+			}
+			if c, _ := cors["AllowCredentials"].(bool); c {
+				t.Error("Cors.AllowCredentials must not be true: requests carry a bearer token, not cookies")
+			}
+			lower := func(xs []string) []string {
+				out := make([]string, len(xs))
+				for i, x := range xs {
+					out[i] = strings.ToLower(x)
+				}
+				return out
+			}
+			allowed := lower(strList(cors["AllowHeaders"]))
+			for _, h := range corsHeaders {
+				if !slices.Contains(allowed, strings.ToLower(h)) && !slices.Contains(allowed, "*") {
+					t.Errorf("Cors.AllowHeaders %v lacks %s", strList(cors["AllowHeaders"]), h)
+				}
+			}
+			var methods []string
+			for _, r := range routes[fn] {
+				m, _, _ := strings.Cut(r, " ")
+				if !slices.Contains(methods, m) {
+					methods = append(methods, m)
+				}
+			}
+			sort.Strings(methods)
+			if got := slices.Sorted(slices.Values(strList(cors["AllowMethods"]))); !slices.Equal(got, methods) {
+				t.Errorf("Cors.AllowMethods = %v, want the methods of app.Routes()[%q]: %v", got, fn, methods)
+			}
+			if !slices.Contains(lower(strList(cors["ExposeHeaders"])), "x-byok-route") {
+				t.Error("Cors.ExposeHeaders must expose X-Byok-Route to browser clients")
+			}
+
+			name := strings.TrimSuffix(id, "Function") + "Url"
+			out, ok := tmpl.Outputs[name]
+			if want := "!GetAtt " + id + "Url.FunctionUrl"; !ok || fmt.Sprint(out.Value) != want {
+				t.Errorf("Outputs.%s = %v, want %s (the URL SAM creates)", name, out.Value, want)
+			}
+		})
+	}
+	if urls == 0 {
+		t.Error("no function serves through a Function URL; chat must (SPEC §3)")
 	}
 }
 
@@ -437,7 +627,7 @@ func TestParametersAndEnvironment(t *testing.T) {
 	tmpl := loadTemplate(t)
 	p := tmpl.Parameters
 	for _, name := range []string{"TablePrefix", "NotificationEmail", "DefaultRoutingMode", "AuthIssuer", "AuthAudience",
-		"AuthJwksUrl", "AuthJwtSecret"} {
+		"AuthJwksUrl", "AuthJwtSecret", "ChatAllowedOrigins", "CopilotDefaultModel"} {
 		if _, ok := p[name]; !ok {
 			t.Errorf("parameter %s missing", name)
 		}
@@ -466,9 +656,56 @@ func TestParametersAndEnvironment(t *testing.T) {
 		"AUTH_ISSUER":          "!Ref AuthIssuer",
 		"AUTH_AUDIENCE":        "!Ref AuthAudience",
 	}
-	keyUsers := map[string]bool{"KeysFunction": true, "ValidateFunction": true}
+	keyUsers := map[string]bool{"KeysFunction": true, "ValidateFunction": true, "ChatFunction": true}
+
+	// Everything app.ConfigFromEnv reads must be set on chat (the function
+	// using all of it), except the internal provider keys: they are never
+	// plain environment variables in AWS but come from the secret.
+	var read []string
+	app.ConfigFromEnv(func(k string) string {
+		if !slices.Contains(read, k) {
+			read = append(read, k)
+		}
+		return ""
+	})
+	internalKeyEnv := []string{"INTERNAL_OPENAI_API_KEY", "INTERNAL_ANTHROPIC_API_KEY"}
+	for _, k := range internalKeyEnv {
+		if !slices.Contains(read, k) {
+			t.Errorf("app.ConfigFromEnv no longer reads %s; update this test", k)
+		}
+	}
+	secretEnv := map[string]string{"INTERNAL_KEYS_SECRET_ARN": "!Ref InternalProviderKeysSecret"}
+
 	for id, f := range tmpl.GetAllServerlessFunctionResources() {
 		env := effectiveFunction(t, tmpl, f).Env
+		if id == "ChatFunction" {
+			for _, k := range read {
+				if _, ok := env[k]; !ok && !slices.Contains(internalKeyEnv, k) {
+					t.Errorf("%s: %s (read by app.ConfigFromEnv) is not set", id, k)
+				}
+			}
+			for k, v := range secretEnv {
+				if env[k] != v {
+					t.Errorf("%s: %s = %q, want %q", id, k, env[k], v)
+				}
+			}
+			for _, k := range []string{"SETTINGS_CACHE_TTL", "UPSTREAM_HEADER_TIMEOUT"} {
+				if d, err := time.ParseDuration(env[k]); err != nil || d <= 0 {
+					t.Errorf("%s: %s = %q, want a positive Go duration", id, k, env[k])
+				}
+			}
+		} else {
+			for k := range secretEnv {
+				if _, has := env[k]; has {
+					t.Errorf("%s: %s set; only chat may read the internal keys", id, k)
+				}
+			}
+		}
+		for _, k := range internalKeyEnv {
+			if _, has := env[k]; has {
+				t.Errorf("%s: %s must not be in the template (the keys live in InternalProviderKeysSecret)", id, k)
+			}
+		}
 		for k, v := range wantEnv {
 			if env[k] != v {
 				t.Errorf("%s: %s = %q, want %q", id, k, env[k], v)
@@ -485,9 +722,51 @@ func TestParametersAndEnvironment(t *testing.T) {
 		if has := env["KMS_KEY_ID"]; keyUsers[id] && has != "!GetAtt EncryptionKey.Arn" {
 			t.Errorf("%s: KMS_KEY_ID = %q, want !GetAtt EncryptionKey.Arn", id, has)
 		}
-		if _, has := env["ENCRYPTION_KEY"]; has {
-			t.Errorf("%s: ENCRYPTION_KEY must not be in the template (KMS wraps keys in AWS)", id)
+		for _, k := range []string{"ENCRYPTION_KEY", "ENCRYPTION_KEY_PREVIOUS"} {
+			if _, has := env[k]; has {
+				t.Errorf("%s: %s must not be in the template (KMS wraps keys in AWS)", id, k)
+			}
 		}
+	}
+}
+
+// TestInternalKeysSecret checks the secret holding the platform's provider
+// keys: created with an empty value for each provider app.ConfigFromEnv has
+// an internal key for, and retained on delete.
+func TestInternalKeysSecret(t *testing.T) {
+	tmpl := loadTemplate(t)
+	s, err := tmpl.GetSecretsManagerSecretWithName("InternalProviderKeysSecret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.GenerateSecretString != nil {
+		t.Error("GenerateSecretString would put a random value where operators put provider keys")
+	}
+	var v map[string]string
+	if err := json.Unmarshal([]byte(str(s.SecretString)), &v); err != nil {
+		t.Fatalf("SecretString %q is not a JSON object of strings: %v", str(s.SecretString), err)
+	}
+	var want []string
+	for p := range app.ConfigFromEnv(func(string) string { return "" }).InternalKeys {
+		want = append(want, string(p))
+	}
+	sort.Strings(want)
+	var got []string
+	for k, val := range v {
+		got = append(got, k)
+		if val != "" {
+			t.Errorf("SecretString carries a value for %s: keys are never in the template", k)
+		}
+	}
+	sort.Strings(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("SecretString keys = %v, want the providers of Config.InternalKeys %v", got, want)
+	}
+	if s.AWSCloudFormationDeletionPolicy != "Retain" {
+		t.Errorf("DeletionPolicy = %q, want Retain (operators' keys)", s.AWSCloudFormationDeletionPolicy)
+	}
+	if _, ok := tmpl.Metadata["InternalProviderKeysSecret"]; !ok {
+		t.Error("Metadata.InternalProviderKeysSecret must document the secret's JSON shape")
 	}
 }
 
@@ -561,6 +840,7 @@ func grants(t *testing.T, tmpl *cloudformation.Template, role string) []string {
 func TestLeastPrivilege(t *testing.T) {
 	tmpl := loadTemplate(t)
 	const table, key, topic = "!GetAtt MainTable.Arn", "!GetAtt EncryptionKey.Arn", "!Ref EventsTopic"
+	const ledger, usage, secret = "!GetAtt CreditTransactionsTable.Arn", "!GetAtt UsageTable.Arn", "!Ref InternalProviderKeysSecret"
 	on := func(res string, actions ...string) []string {
 		out := make([]string, len(actions))
 		for i, a := range actions {
@@ -568,6 +848,10 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 		return out
 	}
+	// What each function's code calls, no more. TransactWriteItems is not an
+	// IAM action: each item is authorized as PutItem/UpdateItem/DeleteItem/
+	// ConditionCheckItem on its table (credits.Ledger: reserve, settle and
+	// release from chat, Grant from admin).
 	want := map[string][]string{
 		"KeysFunction": slices.Concat(
 			on(table, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
@@ -577,7 +861,25 @@ func TestLeastPrivilege(t *testing.T) {
 			on(table, "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"),
 			on(key, "kms:Decrypt"),
 			on(topic, "sns:Publish")),
-		"AdminFunction": on(table, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+		"AdminFunction": slices.Concat(
+			on(table, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+			on(ledger, "dynamodb:PutItem")),
+		"ChatFunction": slices.Concat(
+			on(table, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+				"dynamodb:ConditionCheckItem"),
+			on(ledger, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+			on(usage, "dynamodb:PutItem"),
+			on(key, "kms:Decrypt"),
+			on(topic, "sns:Publish"),
+			on(secret, "secretsmanager:GetSecretValue")),
+		"UsageFunction": slices.Concat(
+			on(table, "dynamodb:GetItem"),
+			on(ledger, "dynamodb:Query")),
+	}
+	for id := range functionDirs() {
+		if _, ok := want[id]; !ok {
+			t.Errorf("%s: no expected grants in this test; add them", id)
+		}
 	}
 	fns := tmpl.GetAllServerlessFunctionResources()
 	roleOf := map[string]string{}
@@ -619,8 +921,8 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 	}
 
-	// The key: rotation on; the account administers it; only the keys and
-	// validate roles may use it, each for what its code does.
+	// The key: rotation on; the account administers it; only the keys,
+	// validate and chat roles may use it, each for what its code does.
 	k, err := tmpl.GetKMSKeyWithName("EncryptionKey")
 	if err != nil {
 		t.Fatal(err)
@@ -654,6 +956,15 @@ func TestLeastPrivilege(t *testing.T) {
 				}
 				continue
 			}
+			// Data keys are always bound to a row (SPEC §6): no use without the
+			// encryption context.
+			cond, _ := s["Condition"].(map[string]any)
+			null, _ := cond["Null"].(map[string]any)
+			for _, ck := range []string{"kms:EncryptionContext:user_id", "kms:EncryptionContext:provider"} {
+				if len(cryptoActions) > 0 && fmt.Sprint(null[ck]) != "false" {
+					t.Errorf("key policy statement %v for %s lacks Condition Null %s: \"false\"", s["Sid"], p, ck)
+				}
+			}
 			users[p] = append(users[p], cryptoActions...)
 		}
 	}
@@ -663,6 +974,7 @@ func TestLeastPrivilege(t *testing.T) {
 	wantUsers := map[string][]string{
 		"!GetAtt " + roleOf["KeysFunction"] + ".Arn":     {"kms:Decrypt", "kms:GenerateDataKey"},
 		"!GetAtt " + roleOf["ValidateFunction"] + ".Arn": {"kms:Decrypt"},
+		"!GetAtt " + roleOf["ChatFunction"] + ".Arn":     {"kms:Decrypt"},
 	}
 	for p := range users {
 		sort.Strings(users[p])
