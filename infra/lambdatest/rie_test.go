@@ -26,7 +26,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/synthstack/byok/shared/app"
 	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/awstest"
@@ -457,6 +459,16 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 	if err := store.EnsureTables(ctx, dynamodb.NewFromConfig(awstest.Config(t)), prefix); err != nil {
 		t.Fatalf("create tables: %v", err)
 	}
+	// Chat reads the internal provider keys from this secret at start-up, as
+	// in AWS (template InternalProviderKeysSecret, INTERNAL_KEYS_SECRET_ARN).
+	sec, err := secretsmanager.NewFromConfig(awstest.Config(t)).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name:         aws.String(prefix + "internal-provider-keys"),
+		SecretString: aws.String(`{"openai":"sk-rie-internal-not-a-key","anthropic":""}`),
+	})
+	if err != nil {
+		t.Fatalf("create internal keys secret: %v", err)
+	}
+	fnEnv := map[string][]string{app.FnChat: {"INTERNAL_KEYS_SECRET_ARN=" + aws.ToString(sec.ARN)}}
 
 	secret := randomHex(t, 24) // 48 characters
 	mint := func(sub, role string) string {
@@ -575,19 +587,18 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 				body: `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`},
 				func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
 					wantError(t, q, resp, body, http.StatusPaymentRequired, "payment_required")
-					if h := header(resp, "X-Byok-Route"); h == "" {
-						t.Errorf("X-Byok-Route missing (headers %v)", resp.Headers)
+					if h := header(resp, "X-Byok-Route"); h != "credits" {
+						t.Errorf("X-Byok-Route = %q, want credits (headers %v)", h, resp.Headers)
 					}
 				}},
 		}},
 	}
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[c.fn] = true
+	}
 	for _, fn := range app.Functions() {
-		if !slices.ContainsFunc(cases, func(c struct {
-			fn     string
-			checks []check
-		}) bool {
-			return c.fn == fn
-		}) {
+		if !covered[fn] {
 			t.Errorf("no RIE smoke check for function %s", fn)
 		}
 	}
@@ -604,8 +615,8 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 			e := effectiveFunction(t, tmpl, f) // memory and timeout as deployed
 			mem, timeout := e.MemorySize, e.Timeout
 			bootstrap := buildBootstrap(t, c.fn)
-			r := startRIE(t, rieBin, bootstrap, append(slices.Clone(env), "AWS_LAMBDA_FUNCTION_NAME=byok-"+c.fn,
-				fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", mem), fmt.Sprintf("AWS_LAMBDA_FUNCTION_TIMEOUT=%d", timeout)))
+			r := startRIE(t, rieBin, bootstrap, slices.Concat(env, fnEnv[c.fn], []string{"AWS_LAMBDA_FUNCTION_NAME=byok-" + c.fn,
+				fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", mem), fmt.Sprintf("AWS_LAMBDA_FUNCTION_TIMEOUT=%d", timeout)}))
 			for _, ch := range c.checks { // one invocation at a time
 				resp, body := r.invoke(t, ch.req, url)
 				ch.check(t, ch.req, resp, body)

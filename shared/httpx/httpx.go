@@ -232,10 +232,27 @@ func decodeError(err error, limit int64) error {
 	default:
 		const prefix = "json: unknown field "
 		if s := err.Error(); len(s) > len(prefix) && s[:len(prefix)] == prefix {
-			return apperr.New(apperr.InvalidRequest, "unknown field %s", s[len(prefix):])
+			// Name the field only when it looks like a field name: a body
+			// may carry a secret in the wrong place.
+			if name := s[len(prefix):]; len(name) <= 34 && isFieldName(name) {
+				return apperr.New(apperr.InvalidRequest, "unknown field %s", name)
+			}
+			return apperr.New(apperr.InvalidRequest, "request body has an unknown field")
 		}
 		return apperr.New(apperr.InvalidRequest, "request body is not valid JSON")
 	}
+}
+
+func isFieldName(quoted string) bool {
+	if len(quoted) < 3 || quoted[0] != '"' || quoted[len(quoted)-1] != '"' {
+		return false
+	}
+	for _, c := range quoted[1 : len(quoted)-1] {
+		if !(c >= 'a' && c <= 'z' || c == '_' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // NotFoundHandler answers unknown routes with the envelope.
