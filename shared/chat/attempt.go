@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -214,6 +215,10 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response) *outcome {
 	}
 	if ctx.Err() != nil {
 		return c.clientGone(ctx, out)
+	}
+	if done {
+		// Read the (empty) rest so the upstream connection is reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	}
 	if !out.bytesSent {
 		// Nothing reached the client: a failure the caller may fall back from.

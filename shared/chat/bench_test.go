@@ -1,0 +1,315 @@
+package chat
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/synthstack/byok/shared/auth"
+	"github.com/synthstack/byok/shared/credits"
+	"github.com/synthstack/byok/shared/events"
+	"github.com/synthstack/byok/shared/fakeprovider"
+	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/ratelimit"
+	"github.com/synthstack/byok/shared/routing"
+	"github.com/synthstack/byok/shared/store"
+	"github.com/synthstack/byok/shared/usage"
+	"github.com/synthstack/byok/shared/vault"
+)
+
+// In-memory storage for benchmarks only: SPEC §14 measures the in-process
+// path "with fake storage". Every test of behaviour uses the emulator.
+type memStore struct {
+	user     store.User
+	settings routing.Settings
+	reads    atomic.Int64
+}
+
+func (m *memStore) GetUser(context.Context, string) (store.User, error) {
+	m.reads.Add(1)
+	return m.user, nil
+}
+func (m *memStore) GetSettings(context.Context, routing.Mode) (routing.Settings, int64, error) {
+	m.reads.Add(1)
+	return m.settings, 1, nil
+}
+
+type memUsage struct{ writes atomic.Int64 }
+
+func (m *memUsage) Put(context.Context, usage.Record) error { m.writes.Add(1); return nil }
+
+type nopLedger struct{}
+
+func (nopLedger) Reserve(context.Context, string, string, int64) error { return nil }
+func (nopLedger) Settle(context.Context, string, string, int64, int64, map[string]any) (int64, error) {
+	return 0, nil
+}
+func (nopLedger) Release(context.Context, string, string, int64, map[string]any) error { return nil }
+
+type nopLimiter struct{}
+
+func (nopLimiter) Admit(context.Context, string, routing.TierLimit, int64) (*ratelimit.Ticket, error) {
+	return nil, nil
+}
+func (nopLimiter) AddTokens(context.Context, string, int64) error { return nil }
+
+type nopRecorder struct{}
+
+func (nopRecorder) Record(_ context.Context, _ *store.Account, k store.KeyRecord, _ provider.Result, _ string) (store.KeyRecord, error) {
+	return k, nil
+}
+
+type benchRig struct {
+	x       *Executor
+	handler http.Handler
+	ver     *auth.Verifier
+	token   string
+	key     string
+	fake    *fakeprovider.Server
+	ms      *memStore
+	mu      *memUsage
+}
+
+func newRig(b *testing.B, behavior fakeprovider.Behavior) *benchRig {
+	b.Helper()
+	fake := fakeprovider.New()
+	b.Cleanup(fake.Close)
+	const userKey = "sk-proj-benchmarkkey0123456789abcdef"
+	fake.SetKey(userKey, behavior)
+	w, err := vault.NewLocalWrapper(strings.Repeat("ab", 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := vault.New(w, nil, vault.WithCache(100, time.Hour))
+	ec := vault.Context{UserID: "alice", Provider: "openai", KeyID: "k1"}
+	blob, err := v.Seal(context.Background(), ec, []byte(userKey))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ms := &memStore{
+		user: store.User{Account: &store.Account{UserID: "alice", Tier: "premium", CreditBalance: 0},
+			Keys: map[string]store.KeyRecord{"openai": {UserID: "alice", Provider: "openai", KeyID: "k1", Ciphertext: blob, Status: "valid", Hint: "sk-...bcdef"}}},
+		settings: routing.DefaultSettings(routing.BYOKFirst),
+	}
+	mu := &memUsage{}
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	ver, err := auth.NewVerifier(context.Background(), auth.Config{HS256Secret: secret})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, _ := auth.Mint(secret, "alice", "", time.Hour, "", "")
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 512
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	x := &Executor{
+		Users: ms, Settings: &SettingsCache{Store: ms, TTL: time.Hour}, Keys: v, KeyRecorder: nopRecorder{},
+		Ledger: nopLedger{}, Limiter: nopLimiter{}, Usage: mu, Prices: credits.DefaultPrices(),
+		Circuit: NewCircuit(time.Minute, nil), Events: events.Nop{}, HTTP: &http.Client{Transport: tr},
+		Endpoints: provider.Endpoints{OpenAI: fake.OpenAIBaseURL(), Anthropic: fake.AnthropicBaseURL()},
+		Log:       log,
+	}
+	mux := http.NewServeMux()
+	x.Register(mux)
+	return &benchRig{x: x, handler: httpx.Middleware(log, ver.Middleware(mux)), ver: ver, token: tok, key: userKey, fake: fake, ms: ms, mu: mu}
+}
+
+var benchBody = []byte(`{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello in five words."}]}`)
+
+// BenchmarkHotPath: SPEC §14 row 1 — auth, key row read, cached unwrap and
+// the routing decision, in process, storage in memory (no upstream call).
+func BenchmarkHotPath(b *testing.B) {
+	rig := newRig(b, fakeprovider.OK())
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := rig.ver.Verify(ctx, rig.token)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req, err := parseChatRequest(benchBody)
+		if err != nil {
+			b.Fatal(err)
+		}
+		prov, up, err := ProviderForModel(req.Model)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.UpstreamModel = up
+		c, err := rig.x.newCall(ctx, nil, httptest.NewRequest("POST", "/", nil), p.UserID, "chat.completions", req, prov)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if plan := routing.Decide(c.in); plan.First != routing.RouteBYOK {
+			b.Fatal(plan)
+		}
+		plain, err := rig.x.Keys.Open(ctx, vault.Context{UserID: "alice", Provider: "openai", KeyID: c.key.KeyID}, c.key.Ciphertext)
+		if err != nil || len(plain) == 0 {
+			b.Fatal(err)
+		}
+		clear(plain)
+	}
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func post(b *testing.B, c *http.Client, url, auth string, body []byte) {
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+auth)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// BenchmarkAddedLatency: SPEC §14 row 2 — the gateway on loopback against
+// a direct call to the same zero-delay fake upstream, concurrency 1,
+// alternating the two. Reports p50/p99 of each and the difference.
+func BenchmarkAddedLatency(b *testing.B) {
+	rig := newRig(b, fakeprovider.OK())
+	gw := httptest.NewServer(rig.handler)
+	defer gw.Close()
+	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	direct := rig.fake.OpenAIBaseURL() + "/chat/completions"
+	via := gw.URL + "/v1/chat/completions"
+	for range 50 { // warm connections and caches
+		post(b, client, direct, rig.key, benchBody)
+		post(b, client, via, rig.token, benchBody)
+	}
+	var dl, vl []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		post(b, client, direct, rig.key, benchBody)
+		t1 := time.Now()
+		post(b, client, via, rig.token, benchBody)
+		dl, vl = append(dl, t1.Sub(t0)), append(vl, time.Since(t1))
+	}
+	b.StopTimer()
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+	b.ReportMetric(us(percentile(dl, 0.5)), "direct-p50-µs")
+	b.ReportMetric(us(percentile(vl, 0.5)), "via-p50-µs")
+	b.ReportMetric(us(percentile(vl, 0.5)-percentile(dl, 0.5)), "added-p50-µs")
+	b.ReportMetric(us(percentile(vl, 0.99)-percentile(dl, 0.99)), "added-p99-µs")
+}
+
+// streamTimes reads an SSE stream and returns time to first content chunk
+// and the gaps between content chunks.
+func streamTimes(b *testing.B, c *http.Client, url, auth string, body []byte) (time.Duration, []time.Duration) {
+	start := time.Now()
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+auth)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	var ttft time.Duration
+	var gaps []time.Duration
+	last := time.Time{}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if !strings.Contains(line, `"content":"`) {
+			continue
+		}
+		now := time.Now()
+		if last.IsZero() {
+			ttft = now.Sub(start)
+		} else {
+			gaps = append(gaps, now.Sub(last))
+		}
+		last = now
+	}
+	return ttft, gaps
+}
+
+// BenchmarkStreaming: SPEC §14 row 3 — added time to first token and added
+// gap between chunks, gateway vs direct, with a fake that paces 20 chunks
+// 2 ms apart.
+func BenchmarkStreaming(b *testing.B) {
+	rig := newRig(b, fakeprovider.Behavior{Chunks: 20, ChunkDelay: 2 * time.Millisecond})
+	gw := httptest.NewServer(rig.handler)
+	defer gw.Close()
+	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	body := []byte(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"count"}]}`)
+	direct := rig.fake.OpenAIBaseURL() + "/chat/completions"
+	via := gw.URL + "/v1/chat/completions"
+	var dT, vT, dG, vG []time.Duration
+	for b.Loop() {
+		t, g := streamTimes(b, client, direct, rig.key, body)
+		dT, dG = append(dT, t), append(dG, g...)
+		t, g = streamTimes(b, client, via, rig.token, body)
+		vT, vG = append(vT, t), append(vG, g...)
+	}
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+	b.ReportMetric(us(percentile(vT, 0.99)-percentile(dT, 0.99)), "added-ttft-p99-µs")
+	b.ReportMetric(us(percentile(vT, 0.5)-percentile(dT, 0.5)), "added-ttft-p50-µs")
+	b.ReportMetric(us(percentile(vG, 0.99)-percentile(dG, 0.99)), "added-gap-p99-µs")
+	b.ReportMetric(us(percentile(vG, 0.5)-percentile(dG, 0.5)), "added-gap-p50-µs")
+}
+
+// BenchmarkThroughput: SPEC §14 row 4 — requests per second with a 20 ms
+// upstream, 64 concurrent clients for one second each way; reports the
+// gateway's throughput as a percentage of direct.
+func BenchmarkThroughput(b *testing.B) {
+	rig := newRig(b, fakeprovider.Behavior{Delay: 20 * time.Millisecond})
+	gw := httptest.NewServer(rig.handler)
+	defer gw.Close()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	client := &http.Client{Transport: tr}
+	run := func(url, auth string) float64 {
+		var n atomic.Int64
+		deadline := time.Now().Add(time.Second)
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(deadline) {
+					post(b, client, url, auth, benchBody)
+					n.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		return float64(n.Load())
+	}
+	var ratio float64
+	for b.Loop() {
+		d := run(rig.fake.OpenAIBaseURL()+"/chat/completions", rig.key)
+		v := run(gw.URL+"/v1/chat/completions", rig.token)
+		ratio = v / d * 100
+		b.ReportMetric(d, "direct-req/s")
+		b.ReportMetric(v, "via-req/s")
+	}
+	b.ReportMetric(ratio, "%-of-direct")
+	b.ReportMetric(float64(rig.ms.reads.Load()), "storage-reads")
+}
