@@ -1,17 +1,18 @@
 package chat
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"strconv"
 	"time"
 
+	sse "github.com/tmaxmax/go-sse"
+	"github.com/tidwall/gjson"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/translate"
-	"github.com/tidwall/gjson"
-	sse "github.com/tmaxmax/go-sse"
 )
 
 type tokens struct{ input, output, cacheRead int64 }
@@ -44,10 +45,15 @@ func (o *outcome) clientStatus() int {
 	}
 }
 
-// errorBodyFor returns the upstream error body in the OpenAI protocol the
-// chat routes speak.
-func (o *outcome) errorBodyFor(p provider.Name) []byte {
-	if p == provider.Anthropic {
+// errorBodyFor returns the upstream error body in the caller's protocol.
+func (c *call) errorBodyFor(o *outcome) []byte {
+	if c.req.Op.anthropicCaller() {
+		if c.prov == provider.Anthropic && gjson.ValidBytes(o.errBody) && len(o.errBody) > 0 {
+			return o.errBody
+		}
+		return translate.OpenAIErrorToAnthropic(o.status, o.errBody)
+	}
+	if c.prov == provider.Anthropic {
 		return translate.AnthropicErrorToOpenAI(o.status, o.errBody)
 	}
 	if len(o.errBody) == 0 || !gjson.ValidBytes(o.errBody) {
@@ -56,29 +62,60 @@ func (o *outcome) errorBodyFor(p provider.Name) []byte {
 	return o.errBody
 }
 
+// upstreamCall is the request to send for one operation and provider.
+type upstreamCall struct {
+	path        string
+	body        []byte
+	contentType string
+	header      http.Header
+}
+
+func badRequest(err error) *outcome {
+	return &outcome{class: routing.FailRequest, status: http.StatusBadRequest,
+		errBody: []byte(`{"error":{"type":"invalid_request_error","code":"invalid_request","message":` + strconv.Quote(err.Error()) + `}}`)}
+}
+
+// build returns the upstream request for c's operation and provider.
+func (c *call) build() (upstreamCall, error) {
+	r := c.req
+	switch {
+	case r.Op == opChat && c.prov == provider.Anthropic:
+		b, err := translate.ChatToMessages(r.Body, r.UpstreamModel)
+		return upstreamCall{path: "/messages", body: b}, err
+	case r.Op == opMessages && c.prov == provider.Anthropic:
+		b, err := r.anthropicBody()
+		return upstreamCall{path: "/messages", body: b, header: r.Header}, err
+	case r.Op == opMessages:
+		b, err := translate.MessagesToChat(r.Body, r.UpstreamModel)
+		return upstreamCall{path: "/chat/completions", body: b}, err
+	case r.Op == opEmbeddings:
+		b, err := r.openAIBody()
+		return upstreamCall{path: "/embeddings", body: b}, err
+	case r.Op == opTranscription:
+		return upstreamCall{path: "/audio/transcriptions", body: r.Body, contentType: r.ContentType}, nil
+	default:
+		b, err := r.openAIBody()
+		return upstreamCall{path: "/chat/completions", body: b}, err
+	}
+}
+
 // attempt sends the request upstream with apiKey and relays a successful
 // answer to the client. A failure before the first byte reaches the client
 // leaves the response untouched so the caller can fall back.
 func (c *call) attempt(ctx context.Context, apiKey string) *outcome {
 	x := c.x
-	var body []byte
-	var err error
-	path := "/chat/completions"
-	if c.prov == provider.Anthropic {
-		body, err = translate.ChatToMessages(c.req.Body, c.req.UpstreamModel)
-		path = "/messages"
-	} else {
-		body, err = c.req.openAIBody()
-	}
+	uc, err := c.build()
 	if err != nil {
-		return &outcome{class: routing.FailRequest, status: http.StatusBadRequest,
-			errBody: []byte(`{"error":{"type":"invalid_request_error","code":"invalid_request","message":` + strconv.Quote(err.Error()) + `}}`)}
+		return badRequest(err)
 	}
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := upstreamRequest(actx, x.Endpoints, c.prov, path, apiKey, body, nil)
+	req, err := upstreamRequest(actx, x.Endpoints, c.prov, uc.path, apiKey, uc.body, uc.header)
 	if err != nil {
 		return &outcome{class: routing.FailUnavailable}
+	}
+	if uc.contentType != "" {
+		req.Header.Set("Content-Type", uc.contentType)
 	}
 	if c.req.Stream {
 		req.Header.Set("Accept", "text/event-stream")
@@ -104,6 +141,16 @@ func (c *call) attempt(ctx context.Context, apiKey string) *outcome {
 	return c.relayWhole(ctx, resp)
 }
 
+func anthropicUsage(raw []byte, path string) tokens {
+	u := gjson.GetManyBytes(raw, path+".input_tokens", path+".output_tokens", path+".cache_read_input_tokens", path+".cache_creation_input_tokens")
+	return tokens{input: u[0].Int() + u[2].Int() + u[3].Int(), output: u[1].Int(), cacheRead: u[2].Int()}
+}
+
+func openAIUsage(raw []byte, path string) tokens {
+	u := gjson.GetManyBytes(raw, path+".prompt_tokens", path+".completion_tokens", path+".prompt_tokens_details.cached_tokens")
+	return tokens{input: u[0].Int(), output: u[1].Int(), cacheRead: u[2].Int()}
+}
+
 func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
 	raw, err := readBounded(resp.Body, maxResponseBody)
 	if err != nil {
@@ -113,18 +160,31 @@ func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
 		return &outcome{class: routing.FailUnavailable, status: 0}
 	}
 	out := &outcome{ok: true, status: resp.StatusCode}
-	if c.prov == provider.Anthropic {
-		u := gjson.GetManyBytes(raw, "usage.input_tokens", "usage.output_tokens", "usage.cache_read_input_tokens", "usage.cache_creation_input_tokens")
-		out.usage = tokens{input: u[0].Int() + u[2].Int() + u[3].Int(), output: u[1].Int(), cacheRead: u[2].Int()}
-		if raw, err = translate.MessagesToChatResponse(raw, c.req.Model); err != nil {
-			return &outcome{class: routing.FailUnavailable, status: resp.StatusCode}
+	ct := "application/json"
+	switch {
+	case c.req.Op == opChat && c.prov == provider.Anthropic:
+		out.usage = anthropicUsage(raw, "usage")
+		raw, err = translate.MessagesToChatResponse(raw, c.req.Model)
+	case c.req.Op == opMessages && c.prov == provider.Anthropic:
+		out.usage = anthropicUsage(raw, "usage")
+	case c.req.Op == opMessages:
+		out.usage = openAIUsage(raw, "usage")
+		raw, err = translate.ChatToMessagesResponse(raw, c.req.Model)
+	case c.req.Op == opTranscription:
+		ct = resp.Header.Get("Content-Type")
+		if sec := gjson.GetBytes(raw, "usage.seconds"); sec.Exists() {
+			out.usage.input = int64(sec.Float() + 0.999)
+		} else if d := gjson.GetBytes(raw, "duration"); d.Exists() {
+			out.usage.input = int64(d.Float() + 0.999)
 		}
-	} else {
-		u := gjson.GetManyBytes(raw, "usage.prompt_tokens", "usage.completion_tokens", "usage.prompt_tokens_details.cached_tokens")
-		out.usage = tokens{input: u[0].Int(), output: u[1].Int(), cacheRead: u[2].Int()}
+	default: // OpenAI chat and embeddings
+		out.usage = openAIUsage(raw, "usage")
+	}
+	if err != nil {
+		return &outcome{class: routing.FailUnavailable, status: resp.StatusCode}
 	}
 	h := c.w.Header()
-	h.Set("Content-Type", "application/json")
+	h.Set("Content-Type", ct)
 	h.Set("Content-Length", strconv.Itoa(len(raw)))
 	c.w.WriteHeader(http.StatusOK)
 	out.bytesSent = true
@@ -133,88 +193,83 @@ func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
 	return out
 }
 
-// relayStream copies SSE events to the client as they arrive, flushing each
-// one (no buffering), translating Anthropic events to OpenAI chunks, and
-// counting usage. Headers are written with the first event, so a stream
-// that fails before any event can still fall back.
+// sseWriter writes SSE events to the client, flushing each one (no
+// buffering). Headers go out with the first event, so a stream that fails
+// before any event can still fall back.
+type sseWriter struct {
+	c       *call
+	out     *outcome
+	flusher http.Flusher
+	buf     []byte
+}
+
+func (s *sseWriter) write(event string, data []byte) bool {
+	if !s.out.bytesSent {
+		h := s.c.w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		s.c.w.WriteHeader(http.StatusOK)
+		s.out.bytesSent = true
+		s.out.ttft = time.Since(s.c.start)
+	}
+	s.buf = s.buf[:0]
+	if event != "" {
+		s.buf = append(s.buf, "event: "...)
+		s.buf = append(s.buf, event...)
+		s.buf = append(s.buf, '\n')
+	}
+	s.buf = append(s.buf, "data: "...)
+	s.buf = append(s.buf, data...)
+	s.buf = append(s.buf, '\n', '\n')
+	if _, err := s.c.w.Write(s.buf); err != nil {
+		return false
+	}
+	if s.flusher != nil {
+		s.flusher.Flush()
+	}
+	return true
+}
+
+// relayStream copies SSE events to the client as they arrive, translating
+// between protocols where needed and counting usage.
 func (c *call) relayStream(ctx context.Context, resp *http.Response) *outcome {
 	out := &outcome{status: resp.StatusCode}
-	flusher, _ := c.w.(http.Flusher)
-	var tr *translate.StreamTranslator
-	if c.prov == provider.Anthropic {
-		tr = translate.NewStreamTranslator(c.req.Model, c.req.IncludeUsage, c.start.Unix())
+	fl, _ := c.w.(http.Flusher)
+	sw := &sseWriter{c: c, out: out, flusher: fl, buf: make([]byte, 0, 1024)}
+	var relay func(ev sse.Event) (done, ok bool, err error)
+	switch {
+	case c.req.Op == opChat && c.prov == provider.Anthropic:
+		relay = c.anthropicToChatStream(sw)
+	case c.req.Op == opMessages && c.prov == provider.Anthropic:
+		relay = c.anthropicPassStream(sw)
+	case c.req.Op == opMessages:
+		relay = c.chatToAnthropicStream(sw)
+	default:
+		relay = c.openAIPassStream(sw)
 	}
 	done := false
-	buf := make([]byte, 0, 1024)
-	write := func(data []byte) bool {
-		if !out.bytesSent {
-			h := c.w.Header()
-			h.Set("Content-Type", "text/event-stream")
-			h.Set("Cache-Control", "no-cache")
-			h.Set("X-Accel-Buffering", "no")
-			c.w.WriteHeader(http.StatusOK)
-			out.bytesSent = true
-			out.ttft = time.Since(c.start)
-		}
-		buf = append(buf[:0], "data: "...)
-		buf = append(buf, data...)
-		buf = append(buf, '\n', '\n')
-		if _, err := c.w.Write(buf); err != nil {
-			return false
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return true
-	}
 	var readErr error
 	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 8 << 20}) {
 		if err != nil {
 			readErr = err
 			break
 		}
-		if tr != nil {
-			chunks, terr := tr.Event(ev.Type, []byte(ev.Data))
-			in, o := tr.Usage()
-			out.usage = tokens{input: in, output: o}
-			if terr != nil {
-				readErr = terr
-				break
-			}
-			for _, ch := range chunks {
-				if !write(ch) {
-					return c.clientGone(ctx, out)
-				}
-			}
-			if ev.Type == "message_stop" {
-				done = write([]byte("[DONE]"))
-				break
-			}
-			continue
+		d, ok, err := relay(ev)
+		if !ok {
+			return c.clientGone(out)
 		}
-		data := ev.Data
-		if data == "[DONE]" {
-			done = write([]byte(data))
+		if err != nil {
+			readErr = err
 			break
 		}
-		if u := gjson.Get(data, "usage"); u.Exists() && u.Type != gjson.Null {
-			out.usage = tokens{input: u.Get("prompt_tokens").Int(), output: u.Get("completion_tokens").Int(),
-				cacheRead: u.Get("prompt_tokens_details.cached_tokens").Int()}
-			if !c.req.IncludeUsage && len(gjson.Get(data, "choices").Array()) == 0 {
-				continue // the client did not ask for the usage chunk
-			}
-		} else if c.prov == provider.OpenAI {
-			// Count delivered output for a stream that may be cut short.
-			if gjson.Get(data, "choices.0.delta.content").String() != "" {
-				out.usage.output++
-			}
-		}
-		if !write([]byte(data)) {
-			return c.clientGone(ctx, out)
+		if d {
+			done = true
+			break
 		}
 	}
 	if ctx.Err() != nil {
-		return c.clientGone(ctx, out)
+		return c.clientGone(out)
 	}
 	if done {
 		// Read the (empty) rest so the upstream connection is reused.
@@ -231,8 +286,97 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response) *outcome {
 	return out
 }
 
-func (c *call) clientGone(ctx context.Context, out *outcome) *outcome {
+// openAIPassStream relays an OpenAI chat stream as it is, dropping the usage
+// chunk the client did not ask for and counting delivered output.
+func (c *call) openAIPassStream(sw *sseWriter) func(sse.Event) (bool, bool, error) {
+	return func(ev sse.Event) (bool, bool, error) {
+		if ev.Data == "[DONE]" {
+			return true, sw.write("", []byte(ev.Data)), nil
+		}
+		if u := gjson.Get(ev.Data, "usage"); u.Exists() && u.Type != gjson.Null {
+			sw.out.usage = tokens{input: u.Get("prompt_tokens").Int(), output: u.Get("completion_tokens").Int(),
+				cacheRead: u.Get("prompt_tokens_details.cached_tokens").Int()}
+			if !c.req.IncludeUsage && len(gjson.Get(ev.Data, "choices").Array()) == 0 {
+				return false, true, nil // the client did not ask for the usage chunk
+			}
+		} else if gjson.Get(ev.Data, "choices.0.delta.content").String() != "" {
+			sw.out.usage.output++ // delivered output, for a stream cut short
+		}
+		return false, sw.write("", []byte(ev.Data)), nil
+	}
+}
+
+// anthropicToChatStream translates Anthropic events to OpenAI chunks.
+func (c *call) anthropicToChatStream(sw *sseWriter) func(sse.Event) (bool, bool, error) {
+	tr := translate.NewStreamTranslator(c.req.Model, c.req.IncludeUsage, c.start.Unix())
+	return func(ev sse.Event) (bool, bool, error) {
+		chunks, err := tr.Event(ev.Type, []byte(ev.Data))
+		in, o := tr.Usage()
+		_, cr := tr.CacheTokens()
+		sw.out.usage = tokens{input: in, output: o, cacheRead: cr}
+		if err != nil {
+			return false, true, err
+		}
+		for _, ch := range chunks {
+			if !sw.write("", ch) {
+				return false, false, nil
+			}
+		}
+		if ev.Type == "message_stop" {
+			return true, sw.write("", []byte("[DONE]")), nil
+		}
+		return false, true, nil
+	}
+}
+
+// anthropicPassStream relays an Anthropic stream as it is, counting usage
+// from message_start and message_delta.
+func (c *call) anthropicPassStream(sw *sseWriter) func(sse.Event) (bool, bool, error) {
+	var delivered int64
+	return func(ev sse.Event) (bool, bool, error) {
+		switch ev.Type {
+		case "message_start":
+			u := anthropicUsage([]byte(ev.Data), "message.usage")
+			sw.out.usage.input, sw.out.usage.cacheRead = u.input, u.cacheRead
+		case "content_block_delta":
+			delivered++
+			sw.out.usage.output = max(sw.out.usage.output, delivered)
+		case "message_delta":
+			if o := gjson.Get(ev.Data, "usage.output_tokens"); o.Exists() {
+				sw.out.usage.output = o.Int()
+			}
+		}
+		if !sw.write(ev.Type, []byte(ev.Data)) {
+			return false, false, nil
+		}
+		return ev.Type == "message_stop", true, nil
+	}
+}
+
+// chatToAnthropicStream translates OpenAI chunks to Anthropic events.
+func (c *call) chatToAnthropicStream(sw *sseWriter) func(sse.Event) (bool, bool, error) {
+	tr := translate.NewReverseStreamTranslator(c.req.Model)
+	return func(ev sse.Event) (bool, bool, error) {
+		evs, err := tr.Chunk([]byte(ev.Data))
+		in, o := tr.Usage()
+		_, cr := tr.CacheTokens()
+		sw.out.usage = tokens{input: in, output: o, cacheRead: cr}
+		if err != nil {
+			return false, true, err
+		}
+		for _, e := range evs {
+			if !sw.write(e.Event, e.Data) {
+				return false, false, nil
+			}
+		}
+		return tr.Done() || ev.Data == "[DONE]", true, nil
+	}
+}
+
+func (c *call) clientGone(out *outcome) *outcome {
 	out.canceled = true
 	out.ok = false
 	return out
 }
+
+var _ = bytes.MinRead

@@ -146,7 +146,7 @@ func BenchmarkHotPath(b *testing.B) {
 			b.Fatal(err)
 		}
 		req.UpstreamModel = up
-		c, err := rig.x.newCall(ctx, nil, httptest.NewRequest("POST", "/", nil), p.UserID, "chat.completions", req, prov)
+		c, err := rig.x.newCall(ctx, nil, httptest.NewRequest("POST", "/", nil), p.UserID, req, prov)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -290,7 +291,7 @@ func (c *call) passThrough(out *outcome) error {
 		reason := reasonOf(out.class, out.status, out.timedOut)
 		return apperr.New(apperr.ProviderError, "the %s provider could not be reached (%s)", c.prov, reason)
 	}
-	return &upstreamError{status: out.status, body: out.errorBodyFor(c.prov)}
+	return &upstreamError{status: out.status, body: c.errorBodyFor(out)}
 }
 
 // upstreamError is a provider's error answer relayed as it is.
@@ -302,8 +303,9 @@ type upstreamError struct {
 func (e *upstreamError) Error() string { return "upstream error " + strconv.Itoa(e.status) }
 
 // writeError writes err: upstream errors as they are, the rest in the
-// envelope.
-func writeError(w http.ResponseWriter, r *http.Request, err error) {
+// envelope of SPEC §12 — for Anthropic-protocol callers also shaped as an
+// Anthropic error ({"type":"error","error":{"type","message",...}}).
+func writeError(w http.ResponseWriter, r *http.Request, op operation, err error) {
 	var ue *upstreamError
 	if errors.As(err, &ue) {
 		w.Header().Set("Content-Type", "application/json")
@@ -312,5 +314,31 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		_, _ = w.Write(ue.body)
 		return
 	}
-	httpx.WriteError(w, r, err)
+	if !op.anthropicCaller() {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	code, msg, retry := apperr.Public(err)
+	status := apperr.Status(code)
+	if status >= 500 {
+		httpx.Logger(r.Context(), slog.Default()).Error("request failed", "code", string(code), "err", err.Error())
+	}
+	if retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+	}
+	typ := apperr.Type(code)
+	switch status {
+	case http.StatusPaymentRequired:
+		typ = "billing_error"
+	case http.StatusServiceUnavailable:
+		typ = "overloaded_error"
+	case http.StatusRequestEntityTooLarge:
+		typ = "request_too_large"
+	}
+	rid := httpx.RequestID(r.Context())
+	httpx.WriteJSON(w, status, map[string]any{
+		"type":       "error",
+		"error":      map[string]string{"type": typ, "code": string(code), "message": msg, "request_id": rid},
+		"request_id": rid,
+	})
 }

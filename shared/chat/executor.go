@@ -10,7 +10,6 @@ import (
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
-	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/ratelimit"
 	"github.com/synthstack/byok/shared/routing"
@@ -96,11 +95,6 @@ func (x *Executor) headerTimeout() time.Duration {
 	return 60 * time.Second
 }
 
-// Register adds the chat function's routes to mux.
-func (x *Executor) Register(mux httpx.Router) {
-	mux.HandleFunc("POST /v1/chat/completions", x.handleChatCompletions)
-	mux.HandleFunc("POST /v1/copilot/chat", x.handleCopilot)
-}
 
 // errBYOKFailed is a 402 naming the BYOK failure (byok_first with nothing
 // to fall back to).

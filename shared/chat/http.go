@@ -15,6 +15,16 @@ import (
 	"github.com/synthstack/byok/shared/routing"
 )
 
+// Register adds the chat function's routes to mux.
+func (x *Executor) Register(mux httpx.Router) {
+	mux.HandleFunc("POST /v1/chat/completions", x.handleChatCompletions)
+	mux.HandleFunc("POST /v1/copilot/chat", x.handleCopilot)
+	mux.HandleFunc("POST /v1/messages", x.handleMessages)
+	mux.HandleFunc("POST /v1/embeddings", x.handleEmbeddings)
+	mux.HandleFunc("POST /v1/audio/transcriptions", x.handleTranscription)
+	mux.HandleFunc("GET /v1/models", x.handleModels)
+}
+
 // readBody reads at most limit bytes of the request body (413 beyond).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
@@ -31,13 +41,63 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return b, nil
 }
 
-func (x *Executor) handleChatCompletions(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r, httpx.MaxJSONBody)
-	if err != nil {
-		writeError(w, r, err)
+// jsonContentType refuses bodies declared as something other than JSON.
+func jsonContentType(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	if mt, _, _ := mimeType(ct); mt != "application/json" {
+		return apperr.New(apperr.InvalidRequest, "Content-Type must be application/json")
+	}
+	return nil
+}
+
+func (x *Executor) handleJSON(w http.ResponseWriter, r *http.Request, op operation, parse func([]byte) (*apiRequest, error)) {
+	if err := jsonContentType(r); err != nil {
+		writeError(w, r, op, err)
 		return
 	}
-	x.serveChat(w, r, "chat.completions", body)
+	body, err := readBody(w, r, httpx.MaxJSONBody)
+	if err != nil {
+		writeError(w, r, op, err)
+		return
+	}
+	req, err := parse(body)
+	if err != nil {
+		writeError(w, r, op, err)
+		return
+	}
+	x.serve(w, r, req)
+}
+
+func (x *Executor) handleChatCompletions(w http.ResponseWriter, r *http.Request) {
+	x.handleJSON(w, r, opChat, parseChatRequest)
+}
+
+func (x *Executor) handleMessages(w http.ResponseWriter, r *http.Request) {
+	x.handleJSON(w, r, opMessages, func(b []byte) (*apiRequest, error) { return parseMessagesRequest(b, r.Header) })
+}
+
+func (x *Executor) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
+	x.handleJSON(w, r, opEmbeddings, parseEmbeddingsRequest)
+}
+
+// handleTranscription takes a multipart upload of up to 25 MiB. The body is
+// read once into memory and forwarded from that same buffer (also on a
+// fallback), never copied a second time.
+func (x *Executor) handleTranscription(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r, httpx.MaxUploadBody)
+	if err != nil {
+		writeError(w, r, opTranscription, err)
+		return
+	}
+	req, err := parseTranscriptionRequest(body, r.Header.Get("Content-Type"))
+	if err != nil {
+		writeError(w, r, opTranscription, err)
+		return
+	}
+	x.serve(w, r, req)
 }
 
 type copilotRequest struct {
@@ -52,11 +112,11 @@ type copilotRequest struct {
 func (x *Executor) handleCopilot(w http.ResponseWriter, r *http.Request) {
 	var req copilotRequest
 	if err := httpx.DecodeJSON(w, r, httpx.MaxJSONBody, &req); err != nil {
-		writeError(w, r, err)
+		writeError(w, r, opChat, err)
 		return
 	}
 	if req.Message == nil || *req.Message == "" {
-		writeError(w, r, apperr.New(apperr.InvalidRequest, "field \"message\" is required"))
+		writeError(w, r, opChat, apperr.New(apperr.InvalidRequest, "field \"message\" is required"))
 		return
 	}
 	model := req.Model
@@ -71,47 +131,63 @@ func (x *Executor) handleCopilot(w http.ResponseWriter, r *http.Request) {
 		"messages": []map[string]string{{"role": "user", "content": *req.Message}},
 	})
 	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, opChat, err)
 		return
 	}
-	x.serveChat(w, r, "copilot.chat", body)
+	cr, err := parseChatRequest(body)
+	if err != nil {
+		writeError(w, r, opChat, err)
+		return
+	}
+	x.serve(w, r, cr)
 }
 
-// serveChat routes one OpenAI-format chat request.
-func (x *Executor) serveChat(w http.ResponseWriter, r *http.Request, endpoint string, body []byte) {
+// opProviders are the providers each operation can reach today.
+func opAllows(op operation, p provider.Name) bool {
+	switch op {
+	case opEmbeddings, opTranscription:
+		return p == provider.OpenAI
+	default:
+		return p == provider.OpenAI || p == provider.Anthropic
+	}
+}
+
+// serve routes one parsed request.
+func (x *Executor) serve(w http.ResponseWriter, r *http.Request, req *apiRequest) {
 	ctx := r.Context()
 	p, ok := auth.FromContext(ctx)
 	if !ok {
-		writeError(w, r, apperr.New(apperr.Unauthorized, "missing credentials"))
-		return
-	}
-	req, err := parseChatRequest(body)
-	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, req.Op, apperr.New(apperr.Unauthorized, "missing credentials"))
 		return
 	}
 	prov, upstreamModel, err := ProviderForModel(req.Model)
 	if err == nil {
 		err = servedProvider(prov)
 	}
+	if err == nil && !opAllows(req.Op, prov) {
+		err = apperr.New(apperr.InvalidRequest, "model %q (%s) does not support %s", clip(req.Model), prov, req.Op.endpoint())
+	}
+	if err == nil && req.Op == opTranscription && upstreamModel != req.Model {
+		err = apperr.New(apperr.InvalidRequest, "use the bare model name (e.g. whisper-1) for transcription")
+	}
 	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, req.Op, err)
 		return
 	}
 	req.UpstreamModel = upstreamModel
-	c, err := x.newCall(ctx, w, r, p.UserID, endpoint, req, prov)
+	c, err := x.newCall(ctx, w, r, p.UserID, req, prov)
 	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, req.Op, err)
 		return
 	}
 	if err := c.serve(ctx); err != nil {
-		writeError(w, r, err)
+		writeError(w, r, req.Op, err)
 	}
 }
 
 // newCall loads what routing needs: settings (cached), then the account and
 // keys with one query.
-func (x *Executor) newCall(ctx context.Context, w http.ResponseWriter, r *http.Request, userID, endpoint string, req *chatRequest, prov provider.Name) (*call, error) {
+func (x *Executor) newCall(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, req *apiRequest, prov provider.Name) (*call, error) {
 	set, err := x.Settings.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -120,19 +196,14 @@ func (x *Executor) newCall(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return nil, err
 	}
-	c := &call{x: x, w: w, r: r, start: time.Now(), userID: userID, endpoint: endpoint, req: req, prov: prov, set: set, user: u}
-	in := routing.Input{Mode: set.RoutingMode, BYOKEnabled: set.BYOKEnabled, Tier: tierOf(u.Account)}
-	if u.Account != nil {
-		in.Balance = u.Account.CreditBalance
-	}
+	c := &call{x: x, w: w, r: r, start: time.Now(), userID: userID, endpoint: req.Op.endpoint(), req: req, prov: prov, set: set, user: u}
+	c.in = x.routingInput(set, u, userID, prov)
 	if k, ok := u.Keys[string(prov)]; ok {
 		c.key = &k
-		in.Key = routing.KeyState(k.Status)
 	}
-	if in.Eligible() && in.Mode == routing.BYOKFirst {
-		in.CircuitOpen = x.Circuit.Open(userID, string(prov))
+	if c.in.Eligible() && c.in.Mode == routing.BYOKFirst {
+		c.in.CircuitOpen = x.Circuit.Open(userID, string(prov))
 	}
-	c.in = in
 	c.ledgerID = r.Header.Get("Idempotency-Key")
 	if c.ledgerID == "" || len(c.ledgerID) > 200 {
 		c.ledgerID = httpx.RequestID(ctx)

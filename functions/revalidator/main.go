@@ -1,0 +1,114 @@
+// Command revalidator is the revalidator Lambda function (EventBridge
+// schedule, rate(24 hours)): one pass re-validates every stored key
+// (shared/revalidate).
+//
+// Outside Lambda (AWS_LAMBDA_RUNTIME_API unset) it performs one pass from
+// the command line with the dev server's environment, prints the summary as
+// one JSON line on stdout (logs go to stderr) and exits 0, or 1 when the
+// pass failed.
+//
+// Tuning: REVALIDATE_CONCURRENCY (default 50), REVALIDATE_KEY_TIMEOUT
+// (default 15s).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/synthstack/byok/shared/app"
+	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/revalidate"
+)
+
+func main() {
+	lambdaMode := os.Getenv("AWS_LAMBDA_RUNTIME_API") != ""
+	var log *slog.Logger
+	if lambdaMode {
+		log = app.NewLogger()
+	} else {
+		// stdout carries only the summary line.
+		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	r, err := newRunner(context.Background(), log)
+	if err != nil {
+		log.Error("start-up failed", "function", "revalidator", "err", err.Error())
+		os.Exit(1)
+	}
+	if lambdaMode {
+		lambda.Start(func(ctx context.Context, _ events.CloudWatchEvent) (revalidate.Summary, error) {
+			return r.Run(ctx)
+		})
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sum, err := r.Run(ctx)
+	stop()
+	line, merr := json.Marshal(sum)
+	if merr != nil {
+		log.Error("summary encode failed", "err", merr.Error())
+		os.Exit(1)
+	}
+	fmt.Println(string(line))
+	if err != nil {
+		os.Exit(1)
+	}
+}
+
+// newRunner wires the runner from the environment, through shared/app.
+func newRunner(ctx context.Context, log *slog.Logger) (*revalidate.Runner, error) {
+	a, _, err := app.FromEnv(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	if a.VaultErr != nil {
+		return nil, fmt.Errorf("stored keys cannot be opened: %w", a.VaultErr)
+	}
+	conc, err := intEnv("REVALIDATE_CONCURRENCY", revalidate.DefaultConcurrency)
+	if err != nil {
+		return nil, err
+	}
+	timeout := revalidate.DefaultPerKeyTimeout
+	if s := app.Getenv("REVALIDATE_KEY_TIMEOUT"); s != "" {
+		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 {
+			return nil, errors.New("REVALIDATE_KEY_TIMEOUT must be a positive duration such as 15s")
+		}
+	}
+	// The validator's own client keeps one idle connection per worker, so a
+	// pass reuses connections to each provider instead of redialling.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 2*conc, conc
+	validator := provider.NewValidator(&http.Client{Transport: tr},
+		app.ConfigFromEnv(app.Getenv).Endpoints, provider.DefaultTimeout)
+	return &revalidate.Runner{
+		Store:         a.Store,
+		Opener:        a.Vault,
+		Validator:     validator,
+		Recorder:      a.Keys,
+		Concurrency:   conc,
+		PerKeyTimeout: timeout,
+		Log:           log,
+	}, nil
+}
+
+func intEnv(name string, def int) (int, error) {
+	s := app.Getenv(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s must be a positive integer", name)
+	}
+	return n, nil
+}
