@@ -78,6 +78,9 @@ func modelField(root gjson.Result) (string, error) {
 	if f.Type != gjson.String {
 		return "", apperr.New(apperr.InvalidRequest, "field \"model\" must be a string")
 	}
+	if f.Str == "" {
+		return "", apperr.New(apperr.InvalidRequest, "field \"model\" must not be empty")
+	}
 	return f.String(), nil
 }
 

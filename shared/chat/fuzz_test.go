@@ -1,0 +1,64 @@
+package chat
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/synthstack/byok/shared/apperr"
+)
+
+// Each request decoder: no panic, and every failure is a client error.
+func checkDecoder(t *testing.T, req *apiRequest, err error) {
+	if err != nil {
+		if c := apperr.CodeOf(err); c != apperr.InvalidRequest {
+			t.Fatalf("decoder error code %s: %v", c, err)
+		}
+		return
+	}
+	if req == nil || req.Model == "" {
+		t.Fatal("decoder accepted a request without a model")
+	}
+}
+
+func FuzzParseChatRequest(f *testing.F) {
+	f.Add([]byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":5}`))
+	f.Add([]byte(`{"model":1}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseChatRequest(b)
+		checkDecoder(t, r, err)
+		if err == nil {
+			if _, err := r.openAIBody(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+func FuzzParseMessagesRequest(f *testing.F) {
+	f.Add([]byte(`{"model":"claude-3-5-haiku-20241022","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`))
+	f.Add([]byte(`{"model":"x","max_tokens":1.5}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseMessagesRequest(b, http.Header{"Anthropic-Version": {"2023-06-01"}})
+		checkDecoder(t, r, err)
+	})
+}
+
+func FuzzParseEmbeddingsRequest(f *testing.F) {
+	f.Add([]byte(`{"model":"text-embedding-3-small","input":["a","b"]}`))
+	f.Add([]byte(`{"model":"text-embedding-3-small","input":""}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseEmbeddingsRequest(b)
+		checkDecoder(t, r, err)
+	})
+}
+
+func FuzzParseTranscriptionRequest(f *testing.F) {
+	const ct = "multipart/form-data; boundary=XYZ"
+	f.Add([]byte("--XYZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\nabc\r\n--XYZ--\r\n"))
+	f.Add([]byte("--XYZ\r\n\r\n--XYZ--"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseTranscriptionRequest(b, ct)
+		checkDecoder(t, r, err)
+	})
+}

@@ -1,0 +1,255 @@
+package events_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/synthstack/byok/shared/awstest"
+	"github.com/synthstack/byok/shared/events"
+)
+
+func TestMain(m *testing.M) { os.Exit(awstest.Main(m)) }
+
+// topicQueue is a real SNS topic on the emulator with an SQS queue
+// subscribed to it (raw delivery: the body is the event JSON and the
+// message attributes come through).
+type topicQueue struct {
+	sns      *sns.Client
+	sqs      *sqs.Client
+	topicARN string
+	queueURL string
+}
+
+func newTopicQueue(t *testing.T) *topicQueue {
+	t.Helper()
+	cfg := awstest.Config(t)
+	ctx := context.Background()
+	q := &topicQueue{sns: sns.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg)}
+	name := awstest.Prefix(t) + "events"
+	top, err := q.sns.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.topicARN = aws.ToString(top.TopicArn)
+	qu, err := q.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.queueURL = aws.ToString(qu.QueueUrl)
+	attrs, err := q.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: qu.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.sns.Subscribe(ctx, &sns.SubscribeInput{
+		TopicArn: top.TopicArn, Protocol: aws.String("sqs"),
+		Endpoint:   aws.String(attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]),
+		Attributes: map[string]string{"RawMessageDelivery": "true"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+type received struct {
+	Type string // the event_type message attribute
+	Body string
+}
+
+// drain reads and deletes messages until the queue stays empty for three
+// polls in a row.
+func (q *topicQueue) drain(t *testing.T) []received {
+	t.Helper()
+	ctx := context.Background()
+	var out []received
+	for empty := 0; empty < 3; {
+		r, err := q.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(q.queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+			MessageAttributeNames: []string{"All"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Messages) == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		for _, m := range r.Messages {
+			rec := received{Body: aws.ToString(m.Body)}
+			if a, ok := m.MessageAttributes["event_type"]; ok {
+				rec.Type = aws.ToString(a.StringValue)
+			}
+			out = append(out, rec)
+			if _, err := q.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(q.queueURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func sample(typ string) events.Event {
+	return events.Event{Type: typ, UserID: "alice", Email: "alice@example.com", Provider: "openai",
+		Hint: "sk-...abcdefg", Reason: "unauthorized", DetectedBy: events.BySchedule,
+		At: time.Date(2026, 3, 1, 4, 5, 6, 0, time.UTC)}
+}
+
+func TestPublishReachesSubscribers(t *testing.T) {
+	q := newTopicQueue(t)
+	logs := &syncBuffer{}
+	pub := events.NewSNS(q.sns, q.topicARN, slog.New(slog.NewJSONHandler(logs, nil)))
+	pub.Publish(context.Background(), sample(events.KeyInvalid)) // subject and text filled in by Publish
+	msgs := q.drain(t)
+	if len(msgs) != 1 {
+		t.Fatalf("got %d messages, want 1: %+v", len(msgs), msgs)
+	}
+	if msgs[0].Type != events.KeyInvalid {
+		t.Fatalf("event_type attribute = %q", msgs[0].Type)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(msgs[0].Body), &got); err != nil {
+		t.Fatalf("body is not the event JSON: %v: %q", err, msgs[0].Body)
+	}
+	want := map[string]any{"event_type": events.KeyInvalid, "user_id": "alice", "email": "alice@example.com",
+		"provider": "openai", "hint": "sk-...abcdefg", "reason": "unauthorized", "detected_by": "schedule",
+		"at": "2026-03-01T04:05:06Z"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	wantSubj, wantText := events.Describe(sample(events.KeyInvalid))
+	if got["subject"] != wantSubj || got["text"] != wantText {
+		t.Errorf("subject/text = %q / %q, want Describe's", got["subject"], got["text"])
+	}
+	if strings.Contains(logs.String(), "publish failed") {
+		t.Errorf("unexpected failure log: %s", logs.String())
+	}
+}
+
+// flaky fails its first `failures` calls, then delegates to the real client.
+type flaky struct {
+	real     events.SNSAPI
+	failures int32
+	calls    atomic.Int32
+}
+
+func (f *flaky) Publish(ctx context.Context, in *sns.PublishInput, opts ...func(*sns.Options)) (*sns.PublishOutput, error) {
+	if f.calls.Add(1) <= f.failures {
+		return nil, errors.New("injected: service unavailable")
+	}
+	return f.real.Publish(ctx, in, opts...)
+}
+
+func TestPublishRetriesTransientFailures(t *testing.T) {
+	q := newTopicQueue(t)
+	logs := &syncBuffer{}
+	f := &flaky{real: q.sns, failures: 2}
+	events.NewSNS(f, q.topicARN, slog.New(slog.NewJSONHandler(logs, nil))).Publish(context.Background(), sample(events.KeyValid))
+	if n := f.calls.Load(); n != 3 {
+		t.Fatalf("%d publish calls, want 3 (two failures, one success)", n)
+	}
+	msgs := q.drain(t)
+	if len(msgs) != 1 || msgs[0].Type != events.KeyValid {
+		t.Fatalf("got %+v, want one byok.key_valid", msgs)
+	}
+	if strings.Contains(logs.String(), "publish failed") {
+		t.Errorf("a publish that succeeded on retry was logged as failed: %s", logs.String())
+	}
+}
+
+func TestPublishGivesUpQuietly(t *testing.T) {
+	q := newTopicQueue(t)
+	logs := &syncBuffer{}
+	f := &flaky{real: q.sns, failures: 1 << 30}
+	// A cancelled caller context must not stop the publish attempts either.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	events.NewSNS(f, q.topicARN, slog.New(slog.NewJSONHandler(logs, nil))).Publish(ctx, sample(events.Fallback))
+	if n := f.calls.Load(); n != 3 {
+		t.Fatalf("%d publish calls, want 3 tries", n)
+	}
+	if !strings.Contains(logs.String(), "event publish failed") || !strings.Contains(logs.String(), events.Fallback) {
+		t.Fatalf("final failure not logged: %q", logs.String())
+	}
+	if msgs := q.drain(t); len(msgs) != 0 {
+		t.Fatalf("unexpected messages %+v", msgs)
+	}
+}
+
+func TestPublishToMissingTopicIsLogged(t *testing.T) {
+	q := newTopicQueue(t)
+	logs := &syncBuffer{}
+	missing := strings.TrimSuffix(q.topicARN, "events") + "no-such-topic"
+	events.NewSNS(q.sns, missing, slog.New(slog.NewJSONHandler(logs, nil))).Publish(context.Background(), sample(events.KeyInvalid))
+	if !strings.Contains(logs.String(), "event publish failed") {
+		t.Fatalf("failure not logged: %q", logs.String())
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	for _, typ := range []string{events.KeyInvalid, events.KeyValid, events.Fallback, events.QuotaWarning} {
+		e := sample(typ)
+		subj, text := events.Describe(e)
+		if subj == "" || text == "" || subj == typ || text == typ {
+			t.Errorf("%s: subject %q text %q", typ, subj, text)
+		}
+		if len(subj) > 99 {
+			t.Errorf("%s: subject longer than SNS allows: %q", typ, subj)
+		}
+		if typ != events.QuotaWarning && !strings.Contains(subj, "openai") {
+			t.Errorf("%s: subject does not name the provider: %q", typ, subj)
+		}
+		if typ != events.QuotaWarning && !strings.Contains(text, e.Hint) {
+			t.Errorf("%s: text does not carry the hint: %q", typ, text)
+		}
+	}
+	_, text := events.Describe(sample(events.KeyInvalid))
+	for _, want := range []string{"rejected as unauthorized", "during the daily check", "1 Mar 2026"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("key_invalid text lacks %q: %q", want, text)
+		}
+	}
+	for by, want := range map[string]string{events.BySave: "when you saved it", events.ByTest: "when you tested it", events.ByUse: "while serving"} {
+		e := sample(events.KeyValid)
+		e.DetectedBy = by
+		if _, text := events.Describe(e); !strings.Contains(text, want) {
+			t.Errorf("detected_by %s: text lacks %q: %q", by, want, text)
+		}
+	}
+	if s, x := events.Describe(events.Event{Type: "byok.other"}); s != "byok.other" || x != "byok.other" {
+		t.Errorf("unknown type: %q %q", s, x)
+	}
+}
