@@ -347,7 +347,7 @@ func TestProtocolBadInput(t *testing.T) {
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		var env struct {
-			Type  string `json:"type"`
+			Type  string                               `json:"type"`
 			Error struct{ Type, Code, Message string } `json:"error"`
 		}
 		json.Unmarshal(raw, &env)

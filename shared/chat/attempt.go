@@ -8,11 +8,11 @@ import (
 	"strconv"
 	"time"
 
-	sse "github.com/tmaxmax/go-sse"
-	"github.com/tidwall/gjson"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/translate"
+	"github.com/tidwall/gjson"
+	sse "github.com/tmaxmax/go-sse"
 )
 
 type tokens struct{ input, output, cacheRead int64 }

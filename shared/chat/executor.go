@@ -95,7 +95,6 @@ func (x *Executor) headerTimeout() time.Duration {
 	return 60 * time.Second
 }
 
-
 // errBYOKFailed is a 402 naming the BYOK failure (byok_first with nothing
 // to fall back to).
 func errBYOKFailed(p provider.Name, reason string) error {

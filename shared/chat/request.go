@@ -6,9 +6,9 @@ import (
 	"mime/multipart"
 	"net/http"
 
+	"github.com/synthstack/byok/shared/apperr"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
-	"github.com/synthstack/byok/shared/apperr"
 )
 
 // operation is the kind of AI request.
