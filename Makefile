@@ -20,9 +20,9 @@ test: tools
 	@infra/scripts/test.sh
 
 ## test-localstack: the integration tests against LocalStack (AWS_ENDPOINT_URL must point at it)
-test-localstack:
-	@test -n "$$AWS_ENDPOINT_URL" || { echo "set AWS_ENDPOINT_URL to your LocalStack (e.g. http://localhost:4566); see infra/localstack/"; exit 1; }
-	$(GO) test -count=1 ./...
+test-localstack: tools
+	@test -n "$$AWS_ENDPOINT_URL" || { echo "set AWS_ENDPOINT_URL to your LocalStack (e.g. http://localhost:4566); see infra/localstack/README.md"; exit 1; }
+	@infra/scripts/test.sh
 
 ## tools: install pinned test tools (aws-lambda-rie) into bin/tools
 tools: $(TOOLS)/aws-lambda-rie
