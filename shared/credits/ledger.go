@@ -147,26 +147,7 @@ type reqItem struct {
 	Attempt  int64  `dynamodbav:"attempt"`
 }
 
-func userPK(userID string) string { return "USER#" + userID }
-
-func keyOf(pk, sk string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
-		store.AttrPK: &types.AttributeValueMemberS{Value: pk},
-		store.AttrSK: &types.AttributeValueMemberS{Value: sk},
-	}
-}
-
-func sv(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
-func nv(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
-}
-
-func unavailable(op string, err error) error {
-	if errors.Is(err, context.Canceled) {
-		return err
-	}
-	return apperr.Wrap(fmt.Errorf("credits %s: %w", op, err), apperr.ServiceUnavailable, "credit storage is unavailable; try again shortly")
-}
+func unavailable(op string, err error) error { return store.Unavailable("credit storage", "credits "+op, err) }
 
 func checkIDs(userID, requestID string) error {
 	if userID == "" || len(userID) > maxIDLen {
@@ -189,7 +170,7 @@ func nonce() string {
 // frozen clock) apart; the REQ#/GRANT# item, not the row, is what makes a
 // movement happen once.
 func (l *Ledger) txPut(userID string, at time.Time, row txItem) (*types.Put, error) {
-	row.PK = userPK(userID)
+	row.PK = store.UserPK(userID)
 	row.SK = skTxPrefix + at.Format(txTimeLayout) + "#" + row.RequestID + "#" + row.Kind + "#" + nonce()
 	row.Entity = store.EntityCreditTransaction
 	row.UserID = userID
@@ -211,14 +192,14 @@ func (l *Ledger) txPut(userID string, at time.Time, row txItem) (*types.Put, err
 func (l *Ledger) accountDelta(userID string, delta int64) *types.Update {
 	u := &types.Update{
 		TableName:                 aws.String(l.main),
-		Key:                       keyOf(userPK(userID), skAccount),
+		Key:                       store.Key(store.UserPK(userID), skAccount),
 		UpdateExpression:          aws.String("SET #bal = #bal + :d"),
 		ExpressionAttributeNames:  map[string]string{"#bal": "credit_balance"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":d": nv(delta)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":d": store.N(delta)},
 	}
 	if delta < 0 {
 		u.ConditionExpression = aws.String("#bal >= :need")
-		u.ExpressionAttributeValues[":need"] = nv(-delta)
+		u.ExpressionAttributeValues[":need"] = store.N(-delta)
 	} else {
 		u.ConditionExpression = aws.String("attribute_exists(#bal)")
 	}
@@ -294,7 +275,7 @@ func (l *Ledger) Reserve(ctx context.Context, userID, requestID string, amount i
 		{Update: l.accountDelta(userID, -amount)},
 		{Update: &types.Update{
 			TableName: aws.String(l.ledger),
-			Key:       keyOf(userPK(userID), skReqPrefix+requestID),
+			Key:       store.Key(store.UserPK(userID), skReqPrefix+requestID),
 			UpdateExpression: aws.String("SET #st = :reserved, #res = :amt, #ch = :zero, #at = :now, " +
 				"#ent = :ent, #uid = :uid, #rid = :rid ADD #att :one"),
 			ConditionExpression: aws.String("attribute_not_exists(#st) OR #st = :released"),
@@ -303,9 +284,9 @@ func (l *Ledger) Reserve(ctx context.Context, userID, requestID string, amount i
 				"#uid": "user_id", "#rid": "request_id", "#att": "attempt",
 			},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":reserved": sv(stateReserved), ":released": sv(stateReleased), ":amt": nv(amount),
-				":zero": nv(0), ":now": sv(now.Format(time.RFC3339Nano)), ":ent": sv(entityIdempotency),
-				":uid": sv(userID), ":rid": sv(requestID), ":one": nv(1),
+				":reserved": store.S(stateReserved), ":released": store.S(stateReleased), ":amt": store.N(amount),
+				":zero": store.N(0), ":now": store.S(now.Format(time.RFC3339Nano)), ":ent": store.S(entityIdempotency),
+				":uid": store.S(userID), ":rid": store.S(requestID), ":one": store.N(1),
 			},
 		}},
 		{Put: tx},
@@ -422,7 +403,7 @@ func (l *Ledger) finish(ctx context.Context, userID, requestID string, reserved,
 	} else {
 		account.ConditionCheck = &types.ConditionCheck{
 			TableName:                aws.String(l.main),
-			Key:                      keyOf(userPK(userID), skAccount),
+			Key:                      store.Key(store.UserPK(userID), skAccount),
 			ConditionExpression:      aws.String("attribute_exists(#pk)"),
 			ExpressionAttributeNames: map[string]string{"#pk": store.AttrPK},
 		}
@@ -431,15 +412,15 @@ func (l *Ledger) finish(ctx context.Context, userID, requestID string, reserved,
 		account,
 		{Update: &types.Update{
 			TableName:           aws.String(l.ledger),
-			Key:                 keyOf(userPK(userID), skReqPrefix+requestID),
+			Key:                 store.Key(store.UserPK(userID), skReqPrefix+requestID),
 			UpdateExpression:    aws.String("SET #st = :state, #ch = :charged, #at = :now"),
 			ConditionExpression: aws.String("#st = :reserved AND #res = :amt"),
 			ExpressionAttributeNames: map[string]string{
 				"#st": "state", "#ch": "charged", "#at": "at", "#res": "reserved",
 			},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":state": sv(state), ":charged": nv(charged), ":now": sv(now.Format(time.RFC3339Nano)),
-				":reserved": sv(stateReserved), ":amt": nv(reserved),
+				":state": store.S(state), ":charged": store.N(charged), ":now": store.S(now.Format(time.RFC3339Nano)),
+				":reserved": store.S(stateReserved), ":amt": store.N(reserved),
 			},
 		}},
 		{Put: tx},
@@ -450,7 +431,7 @@ func (l *Ledger) finish(ctx context.Context, userID, requestID string, reserved,
 func (l *Ledger) requestState(ctx context.Context, userID, requestID string) (reqItem, error) {
 	out, err := l.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(l.ledger),
-		Key:            keyOf(userPK(userID), skReqPrefix+requestID),
+		Key:            store.Key(store.UserPK(userID), skReqPrefix+requestID),
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
@@ -494,12 +475,12 @@ func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amoun
 		"#email": "email", "#cat": "created_at", "#uat": "updated_at",
 	}
 	vals := map[string]types.AttributeValue{
-		":zero": nv(0), ":amt": nv(amount), ":ent": sv(store.EntityAccount), ":uid": sv(userID),
-		":free": sv("free"), ":empty": sv(""), ":now": sv(ts),
+		":zero": store.N(0), ":amt": store.N(amount), ":ent": store.S(store.EntityAccount), ":uid": store.S(userID),
+		":free": store.S("free"), ":empty": store.S(""), ":now": store.S(ts),
 	}
 	account := &types.Update{
 		TableName:                 aws.String(l.main),
-		Key:                       keyOf(userPK(userID), skAccount),
+		Key:                       store.Key(store.UserPK(userID), skAccount),
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: vals,
 	}
@@ -508,7 +489,7 @@ func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amoun
 		names["#lg"] = "last_grant"
 	} else {
 		account.ConditionExpression = aws.String("#bal >= :need")
-		vals[":need"] = nv(-amount)
+		vals[":need"] = store.N(-amount)
 	}
 	account.UpdateExpression = aws.String("SET " + strings.Join(set, ", "))
 
@@ -521,9 +502,9 @@ func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amoun
 		{Put: &types.Put{
 			TableName: aws.String(l.ledger),
 			Item: map[string]types.AttributeValue{
-				store.AttrPK: sv(userPK(userID)), store.AttrSK: sv(skGrantPrefix + idempotencyKey),
-				store.AttrEntity: sv(entityIdempotency), "user_id": sv(userID), "request_id": sv(idempotencyKey),
-				"amount": nv(amount), "reason": sv(reason), "at": sv(ts),
+				store.AttrPK: store.S(store.UserPK(userID)), store.AttrSK: store.S(skGrantPrefix + idempotencyKey),
+				store.AttrEntity: store.S(entityIdempotency), "user_id": store.S(userID), "request_id": store.S(idempotencyKey),
+				"amount": store.N(amount), "reason": store.S(reason), "at": store.S(ts),
 			},
 			ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 			ExpressionAttributeNames: map[string]string{"#pk": store.AttrPK},
@@ -555,7 +536,7 @@ func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amoun
 func (l *Ledger) Balance(ctx context.Context, userID string) (int64, error) {
 	out, err := l.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:                aws.String(l.main),
-		Key:                      keyOf(userPK(userID), skAccount),
+		Key:                      store.Key(store.UserPK(userID), skAccount),
 		ConsistentRead:           aws.Bool(true),
 		ProjectionExpression:     aws.String("#bal"),
 		ExpressionAttributeNames: map[string]string{"#bal": "credit_balance"},
@@ -604,7 +585,7 @@ func decodeCursor(userID, cursor string) (map[string]types.AttributeValue, error
 	if err := json.Unmarshal(b, &c); err != nil || !strings.HasPrefix(c.SK, skTxPrefix) || len(c.SK) <= len(skTxPrefix) {
 		return nil, bad
 	}
-	return keyOf(userPK(userID), c.SK), nil
+	return store.Key(store.UserPK(userID), c.SK), nil
 }
 
 // List returns userID's ledger rows newest first, limit per page (default
@@ -629,7 +610,7 @@ func (l *Ledger) List(ctx context.Context, userID string, limit int, cursor stri
 			"#pk": store.AttrPK, "#sk": store.AttrSK,
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": sv(userPK(userID)), ":tx": sv(skTxPrefix),
+			":pk": store.S(store.UserPK(userID)), ":tx": store.S(skTxPrefix),
 		},
 		ScanIndexForward:  aws.Bool(false),
 		Limit:             aws.Int32(int32(limit)),
@@ -671,7 +652,7 @@ func (l *Ledger) Sum(ctx context.Context, userID string) (int64, error) {
 				"#pk": store.AttrPK, "#sk": store.AttrSK, "#amt": "amount",
 			},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":pk": sv(userPK(userID)), ":tx": sv(skTxPrefix),
+				":pk": store.S(store.UserPK(userID)), ":tx": store.S(skTxPrefix),
 			},
 			ConsistentRead:    aws.Bool(true),
 			ExclusiveStartKey: start,

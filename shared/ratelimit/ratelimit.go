@@ -96,32 +96,17 @@ func (t *Ticket) Release(ctx context.Context) {
 	// another request stays.
 	_, _ = t.l.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 aws.String(t.l.table),
-		Key:                       keyOf(rlPK(t.userID), t.slot),
+		Key:                       store.Key(rlPK(t.userID), t.slot),
 		ConditionExpression:       aws.String("#h = :h"),
 		ExpressionAttributeNames:  map[string]string{"#h": "holder"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":h": sv(t.holder)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":h": store.S(t.holder)},
 	})
 }
 
 func rlPK(userID string) string { return "RL#" + userID }
 
-func keyOf(pk, sk string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
-		store.AttrPK: &types.AttributeValueMemberS{Value: pk},
-		store.AttrSK: &types.AttributeValueMemberS{Value: sk},
-	}
-}
-
-func sv(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
-func nv(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
-}
-
 func unavailable(op string, err error) error {
-	if errors.Is(err, context.Canceled) {
-		return err
-	}
-	return apperr.Wrap(fmt.Errorf("ratelimit %s: %w", op, err), apperr.ServiceUnavailable, "rate limit storage is unavailable; try again shortly")
+	return store.Unavailable("rate limit storage", "ratelimit "+op, err)
 }
 
 func isConditionFailed(err error) bool {
@@ -175,15 +160,15 @@ func (l *Limiter) Admit(ctx context.Context, userID string, lim routing.TierLimi
 		sk := rpmKey(window)
 		_, err := l.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:           aws.String(l.table),
-			Key:                 keyOf(rlPK(userID), sk),
+			Key:                 store.Key(rlPK(userID), sk),
 			UpdateExpression:    aws.String("SET #ttl = :ttl, #ent = :ent ADD #c :one"),
 			ConditionExpression: aws.String("attribute_not_exists(#c) OR #c < :lim"),
 			ExpressionAttributeNames: map[string]string{
 				"#ttl": store.AttrTTL, "#ent": store.AttrEntity, "#c": "count",
 			},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":ttl": nv(window.Add(2 * time.Minute).Unix()), ":ent": sv(store.EntityRateLimit),
-				":one": nv(1), ":lim": nv(lim.RequestsPerMinute),
+				":ttl": store.N(window.Add(2 * time.Minute).Unix()), ":ent": store.S(store.EntityRateLimit),
+				":one": store.N(1), ":lim": store.N(lim.RequestsPerMinute),
 			},
 		})
 		if err != nil {
@@ -232,18 +217,18 @@ func (l *Limiter) uncount(ctx context.Context, userID, sk string) {
 	defer cancel()
 	_, _ = l.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(l.table),
-		Key:                       keyOf(rlPK(userID), sk),
+		Key:                       store.Key(rlPK(userID), sk),
 		UpdateExpression:          aws.String("ADD #c :minus"),
 		ConditionExpression:       aws.String("#c > :zero"),
 		ExpressionAttributeNames:  map[string]string{"#c": "count"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":minus": nv(-1), ":zero": nv(0)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":minus": store.N(-1), ":zero": store.N(0)},
 	})
 }
 
 func (l *Limiter) tokensToday(ctx context.Context, userID string, now time.Time) (int64, error) {
 	out, err := l.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:                aws.String(l.table),
-		Key:                      keyOf(rlPK(userID), tpdKey(now)),
+		Key:                      store.Key(rlPK(userID), tpdKey(now)),
 		ConsistentRead:           aws.Bool(true),
 		ProjectionExpression:     aws.String("#tok"),
 		ExpressionAttributeNames: map[string]string{"#tok": "tokens"},
@@ -274,14 +259,14 @@ func (l *Limiter) acquireSlot(ctx context.Context, userID string, limit int64, n
 		_, err := l.db.PutItem(ctx, &dynamodb.PutItemInput{
 			TableName: aws.String(l.table),
 			Item: map[string]types.AttributeValue{
-				store.AttrPK: sv(rlPK(userID)), store.AttrSK: sv(sk),
-				store.AttrEntity: sv(store.EntityRateLimit), "holder": sv(holder),
-				"expires_at": nv(expires.UnixMilli()), store.AttrTTL: nv(expires.Add(time.Hour).Unix()),
+				store.AttrPK: store.S(rlPK(userID)), store.AttrSK: store.S(sk),
+				store.AttrEntity: store.S(store.EntityRateLimit), "holder": store.S(holder),
+				"expires_at": store.N(expires.UnixMilli()), store.AttrTTL: store.N(expires.Add(time.Hour).Unix()),
 			},
 			ConditionExpression:      aws.String("attribute_not_exists(#pk) OR #exp < :now"),
 			ExpressionAttributeNames: map[string]string{"#pk": store.AttrPK, "#exp": "expires_at"},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":now": nv(now.UnixMilli()),
+				":now": store.N(now.UnixMilli()),
 			},
 		})
 		if err == nil {
@@ -303,14 +288,14 @@ func (l *Limiter) AddTokens(ctx context.Context, userID string, tokens int64) er
 	now := l.now().UTC()
 	_, err := l.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:        aws.String(l.table),
-		Key:              keyOf(rlPK(userID), tpdKey(now)),
+		Key:              store.Key(rlPK(userID), tpdKey(now)),
 		UpdateExpression: aws.String("SET #ttl = :ttl, #ent = :ent ADD #tok :n"),
 		ExpressionAttributeNames: map[string]string{
 			"#ttl": store.AttrTTL, "#ent": store.AttrEntity, "#tok": "tokens",
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":ttl": nv(nextDay(now).Add(24 * time.Hour).Unix()), ":ent": sv(store.EntityRateLimit),
-			":n": nv(tokens),
+			":ttl": store.N(nextDay(now).Add(24 * time.Hour).Unix()), ":ent": store.S(store.EntityRateLimit),
+			":n": store.N(tokens),
 		},
 	})
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/synthstack/byok/shared/apperr"
 )
 
 // Item types (SPEC §5 names), stored in the "entity" attribute.
@@ -113,22 +112,12 @@ type keyItem struct {
 	KeyRecord
 }
 
-func userPK(userID string) string { return "USER#" + userID }
+func userPK(userID string) string { return UserPK(userID) }
 
-func keyOf(pk, sk string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
-		AttrPK: &types.AttributeValueMemberS{Value: pk},
-		AttrSK: &types.AttributeValueMemberS{Value: sk},
-	}
-}
+func keyOf(pk, sk string) map[string]types.AttributeValue { return Key(pk, sk) }
 
 // unavailable wraps a DynamoDB failure so the request fails closed with 503.
-func unavailable(op string, err error) error {
-	if errors.Is(err, context.Canceled) {
-		return err
-	}
-	return apperr.Wrap(fmt.Errorf("%s: %w", op, err), apperr.ServiceUnavailable, "storage is unavailable; try again shortly")
-}
+func unavailable(op string, err error) error { return Unavailable("storage", op, err) }
 
 func isConditionFailed(err error) bool {
 	var ccf *types.ConditionalCheckFailedException
