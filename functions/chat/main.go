@@ -4,19 +4,10 @@
 package main
 
 import (
-	"context"
-	"os"
-
 	"github.com/aws/aws-lambda-go/lambdaurl"
 	"github.com/synthstack/byok/shared/app"
 )
 
 func main() {
-	log := app.NewLogger()
-	a, _, err := app.FromEnv(context.Background(), log)
-	if err != nil {
-		log.Error("start-up failed", "function", "chat", "err", err.Error())
-		os.Exit(1)
-	}
-	lambdaurl.Start(a.Handler(app.FnChat))
+	lambdaurl.Start(app.MustHandler(app.FnChat))
 }

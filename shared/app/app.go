@@ -263,3 +263,16 @@ func FromEnv(ctx context.Context, log *slog.Logger) (*App, Clients, error) {
 	a, err := New(ctx, cfg, c, log)
 	return a, c, err
 }
+
+// MustHandler wires the named function from the process environment and
+// returns its handler; a start-up failure is logged and exits the process
+// (Lambda then reports the init error).
+func MustHandler(fn string) http.Handler {
+	log := NewLogger()
+	a, _, err := FromEnv(context.Background(), log)
+	if err != nil {
+		log.Error("start-up failed", "function", fn, "err", err.Error())
+		os.Exit(1)
+	}
+	return a.Handler(fn)
+}
