@@ -50,13 +50,8 @@ type putRequest struct {
 }
 
 func (s *Service) handlePut(w http.ResponseWriter, r *http.Request) {
-	pr, ok := principal(w, r)
+	user, p, ok := userAndProvider(w, r)
 	if !ok {
-		return
-	}
-	p, err := provider.Parse(r.PathValue("provider"))
-	if err != nil {
-		httpx.WriteError(w, r, err)
 		return
 	}
 	var req putRequest
@@ -68,7 +63,7 @@ func (s *Service) handlePut(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "field \"api_key\" is required"))
 		return
 	}
-	v, err := s.Put(r.Context(), pr.UserID, p, *req.APIKey)
+	v, err := s.Put(r.Context(), user, p, *req.APIKey)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
@@ -76,17 +71,27 @@ func (s *Service) handlePut(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, v)
 }
 
-func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
+// userAndProvider resolves the caller and the {provider} path value,
+// writing the error when either is missing or unknown.
+func userAndProvider(w http.ResponseWriter, r *http.Request) (string, provider.Name, bool) {
 	pr, ok := principal(w, r)
 	if !ok {
-		return
+		return "", "", false
 	}
 	p, err := provider.Parse(r.PathValue("provider"))
 	if err != nil {
 		httpx.WriteError(w, r, err)
+		return "", "", false
+	}
+	return pr.UserID, p, true
+}
+
+func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
+	user, p, ok := userAndProvider(w, r)
+	if !ok {
 		return
 	}
-	if err := s.Delete(r.Context(), pr.UserID, p); err != nil {
+	if err := s.Delete(r.Context(), user, p); err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
@@ -94,16 +99,11 @@ func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
-	pr, ok := principal(w, r)
+	user, p, ok := userAndProvider(w, r)
 	if !ok {
 		return
 	}
-	p, err := provider.Parse(r.PathValue("provider"))
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	v, err := s.Test(r.Context(), pr.UserID, p)
+	v, err := s.Test(r.Context(), user, p)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
