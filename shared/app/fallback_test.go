@@ -1,0 +1,63 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/synthstack/byok/shared/fakeprovider"
+)
+
+// A streamed request falls back before its first byte, never after; and
+// after an `unavailable` failure the circuit sends the next request straight
+// to credits.
+func TestStreamFallbackAndCircuit(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setTier("alice", "premium")
+	e.grant("alice", 10_000_000)
+	key := openAIKey(t)
+	e.saveKey("alice", "openai", key)
+	tok := e.token("alice", "")
+	body := map[string]any{"model": "gpt-4o-mini", "stream": true, "messages": []map[string]string{{"role": "user", "content": "x"}}}
+
+	// 1. BYOK fails before any byte: the stream comes from credits.
+	e.fake.SetKey(key, fakeprovider.ServerError())
+	resp := e.streamReq(context.Background(), tok, body)
+	all, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Byok-Route") != "credits" || resp.Header.Get("X-Byok-Fallback") != "provider_unavailable" ||
+		!strings.Contains(string(all), "[DONE]") {
+		t.Fatalf("fallback stream: %d %v %s", resp.StatusCode, resp.Header, all)
+	}
+	if e.fake.Calls(key) != 2 || e.fake.Calls(internalOpenAIKey) != 1 { // save + attempt; one credits call
+		t.Fatalf("calls: user %d internal %d", e.fake.Calls(key), e.fake.Calls(internalOpenAIKey))
+	}
+
+	// 2. The circuit is open now: the next request goes straight to credits.
+	e.fake.SetKey(key, fakeprovider.OK())
+	r := e.do("POST", "/v1/chat/completions", tok, string(chatBody("gpt-4o-mini", 10, "x")))
+	if r.Status != 200 || r.Header.Get("X-Byok-Route") != "credits" || r.Header.Get("X-Byok-Fallback") != "circuit_open" {
+		t.Fatalf("circuit: %d %v", r.Status, r.Header)
+	}
+	if e.fake.Calls(key) != 2 {
+		t.Fatal("the user's key was tried while the circuit was open")
+	}
+
+	// 3. A stream cut after its first byte does not fall back.
+	e.setTier("bob", "premium")
+	e.grant("bob", 10_000_000)
+	bkey := openAIKey(t)
+	e.saveKey("bob", "openai", bkey)
+	e.fake.SetKey(bkey, fakeprovider.Behavior{Chunks: 4, CutAfter: 1})
+	before := e.fake.Calls(internalOpenAIKey)
+	resp = e.streamReq(context.Background(), e.token("bob", ""), body)
+	all, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Byok-Route") != "byok" || strings.Contains(string(all), "[DONE]") {
+		t.Fatalf("cut stream: %d %v %s", resp.StatusCode, resp.Header, all)
+	}
+	if e.fake.Calls(internalOpenAIKey) != before {
+		t.Fatal("a stream fell back to credits after its first byte")
+	}
+}
