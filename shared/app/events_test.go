@@ -81,8 +81,8 @@ func (e *testEnv) subscribeEvents() *eventQueue {
 }
 
 // drain reads and deletes every message until the queue stays empty for
-// three polls in a row. Each body must be a well-formed event whose type
-// matches its attribute.
+// three polls in a row (about a second). Each body must be a well-formed
+// event whose type matches its attribute.
 func (q *eventQueue) drain() []received {
 	t := q.t
 	t.Helper()
@@ -90,7 +90,7 @@ func (q *eventQueue) drain() []received {
 	var out []received
 	for empty := 0; empty < 3; {
 		r, err := q.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(q.url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+			QueueUrl: aws.String(q.url), MaxNumberOfMessages: 10,
 			MessageAttributeNames: []string{"All"},
 		})
 		if err != nil {
@@ -98,6 +98,7 @@ func (q *eventQueue) drain() []received {
 		}
 		if len(r.Messages) == 0 {
 			empty++
+			time.Sleep(300 * time.Millisecond) // SNS → SQS delivery may lag (LocalStack, AWS)
 			continue
 		}
 		empty = 0

@@ -155,10 +155,12 @@ func (e *testEnv) runner(conc int, logs *lockedBuffer) *revalidate.Runner {
 func TestRevalidatorPass(t *testing.T) {
 	e := newEnv(t, nil)
 	q := e.subscribeEvents()
+	seedStart := time.Now()
 	keys := e.seedKeys(500, func(u, p int) fate {
 		// Spreads every fate over both providers and many users.
 		return fates[(u*7+p*3)%len(fates)]
 	})
+	t.Logf("seeded %d keys in %v", len(keys), time.Since(seedStart))
 	want := revalidate.Summary{Checked: len(keys)}
 	wantEvents := map[string]string{} // user/provider → event type
 	for _, s := range keys {
@@ -283,7 +285,9 @@ func TestRevalidatorPass(t *testing.T) {
 	}
 
 	// Pass 2, from the command line: the same outcome, no new event.
+	cliStart := time.Now()
 	line, stderr := runRevalidatorCLI(t, e)
+	t.Logf("CLI pass (build and run): %s in %v", line, time.Since(cliStart))
 	var sum2 revalidate.Summary
 	if err := json.Unmarshal(line, &sum2); err != nil {
 		t.Fatalf("CLI summary %q: %v", line, err)

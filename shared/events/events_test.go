@@ -71,14 +71,14 @@ type received struct {
 }
 
 // drain reads and deletes messages until the queue stays empty for three
-// polls in a row.
+// polls in a row (about a second).
 func (q *topicQueue) drain(t *testing.T) []received {
 	t.Helper()
 	ctx := context.Background()
 	var out []received
 	for empty := 0; empty < 3; {
 		r, err := q.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(q.queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+			QueueUrl: aws.String(q.queueURL), MaxNumberOfMessages: 10,
 			MessageAttributeNames: []string{"All"},
 		})
 		if err != nil {
@@ -86,6 +86,7 @@ func (q *topicQueue) drain(t *testing.T) []received {
 		}
 		if len(r.Messages) == 0 {
 			empty++
+			time.Sleep(300 * time.Millisecond) // SNS → SQS delivery may lag (LocalStack, AWS)
 			continue
 		}
 		empty = 0
@@ -127,6 +128,7 @@ func sample(typ string) events.Event {
 }
 
 func TestPublishReachesSubscribers(t *testing.T) {
+	t.Parallel()
 	q := newTopicQueue(t)
 	logs := &syncBuffer{}
 	pub := events.NewSNS(q.sns, q.topicARN, slog.New(slog.NewJSONHandler(logs, nil)))
@@ -174,6 +176,7 @@ func (f *flaky) Publish(ctx context.Context, in *sns.PublishInput, opts ...func(
 }
 
 func TestPublishRetriesTransientFailures(t *testing.T) {
+	t.Parallel()
 	q := newTopicQueue(t)
 	logs := &syncBuffer{}
 	f := &flaky{real: q.sns, failures: 2}
@@ -191,6 +194,7 @@ func TestPublishRetriesTransientFailures(t *testing.T) {
 }
 
 func TestPublishGivesUpQuietly(t *testing.T) {
+	t.Parallel()
 	q := newTopicQueue(t)
 	logs := &syncBuffer{}
 	f := &flaky{real: q.sns, failures: 1 << 30}
@@ -210,6 +214,7 @@ func TestPublishGivesUpQuietly(t *testing.T) {
 }
 
 func TestPublishToMissingTopicIsLogged(t *testing.T) {
+	t.Parallel()
 	q := newTopicQueue(t)
 	logs := &syncBuffer{}
 	missing := strings.TrimSuffix(q.topicARN, "events") + "no-such-topic"
@@ -220,6 +225,7 @@ func TestPublishToMissingTopicIsLogged(t *testing.T) {
 }
 
 func TestDescribe(t *testing.T) {
+	t.Parallel()
 	for _, typ := range []string{events.KeyInvalid, events.KeyValid, events.Fallback, events.QuotaWarning} {
 		e := sample(typ)
 		subj, text := events.Describe(e)

@@ -222,7 +222,7 @@ func (s *Store) UpdateKeyStatus(ctx context.Context, u StatusUpdate) (prevStatus
 			":va":  &types.AttributeValueMemberS{Value: u.ValidatedAt.UTC().Format(time.RFC3339Nano)},
 			":kid": &types.AttributeValueMemberS{Value: u.KeyID},
 		},
-		ReturnValues: types.ReturnValueUpdatedOld,
+		ReturnValues: types.ReturnValueAllOld, // moto omits unchanged attributes from UPDATED_OLD
 	})
 	if err != nil {
 		if isConditionFailed(err) {
