@@ -147,7 +147,9 @@ type reqItem struct {
 	Attempt  int64  `dynamodbav:"attempt"`
 }
 
-func unavailable(op string, err error) error { return store.Unavailable("credit storage", "credits "+op, err) }
+func unavailable(op string, err error) error {
+	return store.Unavailable("credit storage", "credits "+op, err)
+}
 
 func checkIDs(userID, requestID string) error {
 	if userID == "" || len(userID) > maxIDLen {
