@@ -106,6 +106,7 @@ type App struct {
 	Chat     *chat.Executor
 	Ledger   *credits.Ledger
 	Credits  *usage.CreditsService
+	Usage    *usage.Service
 	// VaultErr is why the vault is disabled (nil when configured).
 	VaultErr error
 }
@@ -147,6 +148,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 		Admin:    &admin.Service{Store: st, Ledger: ledger, DefaultMode: cfg.DefaultMode, Log: log},
 		Ledger:   ledger,
 		Credits:  &usage.CreditsService{Ledger: ledger},
+		Usage:    &usage.Service{DB: c.DynamoDB, TablePrefix: cfg.TablePrefix},
 		Chat: &chat.Executor{
 			Users:               st,
 			Settings:            &chat.SettingsCache{Store: st, DefaultMode: cfg.DefaultMode, TTL: cfg.SettingsTTL},
@@ -218,13 +220,14 @@ func (a *App) register(mux httpx.Router, names ...string) {
 	}
 	if has(FnUsage) {
 		a.Credits.Register(mux)
+		a.Usage.Register(mux)
 	}
 }
 
 // Routes returns the route patterns ("METHOD /path") each function serves,
 // as the code registers them.
 func Routes() map[string][]string {
-	a := &App{Keys: &keys.Service{}, Admin: &admin.Service{}, Chat: &chat.Executor{}, Credits: &usage.CreditsService{}}
+	a := &App{Keys: &keys.Service{}, Admin: &admin.Service{}, Chat: &chat.Executor{}, Credits: &usage.CreditsService{}, Usage: &usage.Service{}}
 	out := map[string][]string{}
 	for _, fn := range Functions() {
 		rec := &httpx.RouteRecorder{}

@@ -116,7 +116,6 @@ type ledgerRow struct {
 
 // ledgerMeta is Record.Meta() as stored.
 type ledgerMeta struct {
-	Route          string  `dynamodbav:"route"`
 	Endpoint       string  `dynamodbav:"endpoint"`
 	Provider       string  `dynamodbav:"provider"`
 	Model          string  `dynamodbav:"model"`
@@ -132,6 +131,12 @@ type ledgerMeta struct {
 	Cut            bool    `dynamodbav:"cut"`
 }
 
+// Row.Route values.
+const (
+	RouteBYOK    = "byok"
+	RouteCredits = "credits"
+)
+
 const (
 	txPrefix   = "TX#"
 	timeLayout = "2006-01-02T15:04:05.000000000Z" // both tables' fixed-width sort key time
@@ -142,12 +147,8 @@ func decodeBYOK(it map[string]types.AttributeValue, dst *Row) error {
 	if err := attributevalue.UnmarshalMap(it, &r); err != nil {
 		return fmt.Errorf("usage: decode usage row: %w", err)
 	}
-	route := r.Route
-	if route == "" {
-		route = "byok"
-	}
-	*dst = Row{
-		RequestID: r.RequestID, At: r.At.UTC(), Route: route, Endpoint: r.Endpoint, Provider: r.Provider,
+	*dst = Row{ // the table is the route: api_key_usage holds BYOK rows only
+		RequestID: r.RequestID, At: r.At.UTC(), Route: RouteBYOK, Endpoint: r.Endpoint, Provider: r.Provider,
 		Model: r.Model, Stream: r.Stream, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
 		CostUSD: r.CostUSD, Credits: r.Credits, Status: r.Status, ErrorClass: r.ErrorClass,
 		LatencyMS: r.LatencyMS, TTFTMS: r.TTFTMS, FallbackReason: r.FallbackReason, Cut: r.Cut,
@@ -168,12 +169,8 @@ func decodeLedger(it map[string]types.AttributeValue, dst *Row) error {
 		return fmt.Errorf("usage: ledger row %q has no valid time", l.SK)
 	}
 	m := l.Meta
-	route := m.Route
-	if route == "" {
-		route = "credits"
-	}
-	*dst = Row{
-		RequestID: l.RequestID, At: at.UTC(), Route: route, Endpoint: m.Endpoint, Provider: m.Provider,
+	*dst = Row{ // the ledger's usage rows are the credits route's
+		RequestID: l.RequestID, At: at.UTC(), Route: RouteCredits, Endpoint: m.Endpoint, Provider: m.Provider,
 		Model: m.Model, Stream: m.Stream, InputTokens: m.InputTokens, OutputTokens: m.OutputTokens,
 		CostUSD: m.CostUSD, Credits: l.Charged, Status: m.Status, ErrorClass: m.ErrorClass,
 		LatencyMS: m.LatencyMS, TTFTMS: m.TTFTMS, FallbackReason: m.FallbackReason, Cut: m.Cut,
@@ -340,7 +337,7 @@ type Split struct {
 }
 
 func (s *Split) add(r *Row) {
-	if r.Route == "credits" {
+	if r.Route == RouteCredits {
 		s.Credits.add(r)
 		s.Credits.CreditsCharged += r.Credits
 		return
