@@ -5,11 +5,11 @@ TOOLS := $(CURDIR)/bin/tools
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 export PATH := $(TOOLS):$(PATH)
 
-FUNCTIONS := keys validate admin chat usage
+FUNCTIONS := keys validate admin chat usage revalidator
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w -buildid='
 
 .PHONY: run test test-localstack tools token bench fuzz build lint rewrap clean \
-	$(addprefix build-,KeysFunction ValidateFunction AdminFunction ChatFunction UsageFunction)
+	$(addprefix build-,KeysFunction ValidateFunction AdminFunction ChatFunction UsageFunction RevalidatorFunction)
 
 ## run: start moto_server, the tables and topic, and the dev server on :8080
 run:
@@ -38,9 +38,9 @@ token:
 rewrap:
 	$(GO) run ./infra/rewrap
 
-## bench: the benchmarks (ns/op, allocs/op)
+## bench: the SPEC §14 performance suite (starts its own moto_server); writes docs/performance.md
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	GO="$(GO)" $(GO) run ./infra/bench
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 fuzz:
@@ -63,6 +63,8 @@ build-ChatFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/chat
 build-UsageFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/usage
+build-RevalidatorFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/revalidator
 
 ## lint: gofmt and go vet
 lint:

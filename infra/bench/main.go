@@ -1,0 +1,254 @@
+// Command bench runs the SPEC §14 performance suite and writes
+// docs/performance.md: for every row of the §14 table the measured value,
+// the target and whether it is met, with the machine it ran on.
+//
+//	make bench            # = go run ./infra/bench
+//	go run ./infra/bench -out docs/performance.md
+//
+// What it measures, in order (everything sequential, nothing overlapping):
+//
+//  1. hot path: `go test -bench BenchmarkHotPath -count 5 ./shared/chat/`
+//     (subprocess), median ns/op;
+//  2. added latency, 3. streaming, 4. throughput: in this process, the fake
+//     upstream (shared/fakeprovider) and the gateway handler on loopback, once
+//     with in-memory storage (the executor wired like shared/chat's benchmark
+//     rig) and once with the real app wiring against moto_server; load from
+//     vegeta's library. The existing Go benchmarks of rows 2–4 run as a
+//     cross-check;
+//  5. warm BYOK I/O: `go test -run TestWarmBYOKRequestIO ./shared/app/`
+//     against the moto_server this program starts;
+//  6. Lambda init: every functions/* built with the Makefile's Lambda flags
+//     for this machine's architecture, exec'd against a fake Runtime API,
+//     timed to its first `GET /runtime/invocation/next`; arm64 sizes;
+//  7. revalidator: BenchmarkRevalidate10k in ./shared/revalidate/ when it
+//     exists, else "not measured yet".
+//
+// A target that is not met is reported as such; the program exits 0 when it
+// produced the report (a missing tool or a failed measurement is written
+// into the report as "not measured" with the reason).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Row is one line of the §14 table in the report.
+type Row struct {
+	ID       string // "1", "2 (in-memory storage)", ...
+	What     string
+	Target   string
+	Measured string
+	Verdict  string // met, NOT MET, not measured
+}
+
+const (
+	met         = "met"
+	notMet      = "**NOT MET**"
+	notMeasured = "not measured"
+)
+
+func verdict(ok bool) string {
+	if ok {
+		return met
+	}
+	return notMet
+}
+
+// Bench accumulates the rows and the details sections.
+type Bench struct {
+	root    string
+	goBin   string
+	start   time.Time
+	rows    []Row
+	details []string // markdown sections, in row order
+	notes   []string
+	awsEnv  []string // AWS_* for subprocesses that need the emulator ("" when none)
+	moto    *Moto
+	warmIO  *WarmIO // row 5, counted in process (moto storage)
+	quick   bool
+}
+
+func (b *Bench) add(r Row) { b.rows = append(b.rows, r) }
+func (b *Bench) detail(format string, a ...any) {
+	b.details = append(b.details, fmt.Sprintf(format, a...))
+}
+func (b *Bench) logf(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
+func (b *Bench) note(format string, a ...any) { b.notes = append(b.notes, fmt.Sprintf(format, a...)) }
+func (b *Bench) skip(id, what, target, reason string) {
+	b.add(Row{id, what, target, reason, notMeasured})
+}
+func (b *Bench) elapsed() string          { return time.Since(b.start).Round(time.Second).String() }
+func (b *Bench) stage(n int, name string) { b.logf("[%s] row %d: %s", b.elapsed(), n, name) }
+func (b *Bench) goCmd(args ...string) *exec.Cmd {
+	c := exec.Command(b.goBin, args...)
+	c.Dir = b.root
+	return c
+}
+func (b *Bench) rel(p string) string {
+	r, err := filepath.Rel(b.root, p)
+	if err != nil {
+		return p
+	}
+	return r
+}
+func (b *Bench) warn(err error, format string, a ...any) {
+	b.logf("%s: %v", fmt.Sprintf(format, a...), err)
+}
+
+func main() {
+	out := flag.String("out", "docs/performance.md", "report path (relative to the repository root)")
+	quick := flag.Bool("quick", false, "shorter runs (for trying the program; the committed report uses the default)")
+	flag.Parse()
+
+	root, err := repoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	b := &Bench{root: root, goBin: goBinary(), start: time.Now(), quick: *quick}
+	if _, err := exec.LookPath(b.goBin); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %q not found on PATH; install Go 1.26 from https://go.dev/dl/\n", b.goBin)
+		os.Exit(1)
+	}
+	machine := describeMachine(b)
+	b.logf("%s", machine.oneLine())
+
+	// The emulator for row 5 and the "moto storage" variants of rows 2–4.
+	if m, err := startMoto(); err != nil {
+		b.logf("no AWS emulator: %v", err)
+		b.note("No AWS emulator: %v. The rows that need one are reported as not measured.", err)
+	} else {
+		b.moto = m
+		defer m.Stop()
+		b.awsEnv = m.Env()
+		b.logf("AWS emulator: %s (%s)", m.URL, m.Kind)
+	}
+
+	b.stage(1, "hot path (go test -bench BenchmarkHotPath -count 5)")
+	b.rowHotPath()
+	b.stage(2, "added latency / streaming / throughput, in-memory storage")
+	b.rowsLoad(storageMemory)
+	if b.moto != nil {
+		b.stage(2, "added latency / streaming / throughput, moto storage")
+		b.rowsLoad(storageMoto)
+	} else {
+		for _, r := range loadRowDefs {
+			b.skip(r.id+" (moto storage)", r.what, r.target, "no AWS emulator (moto_server not on PATH and AWS_ENDPOINT_URL unset)")
+		}
+	}
+	b.stage(2, "cross-check: the Go benchmarks of rows 2–4 (in-memory storage)")
+	b.crossCheckGoBenchmarks()
+	b.stage(5, "warm BYOK request I/O (go test -run TestWarmBYOKRequestIO)")
+	b.rowWarmIO()
+	b.stage(6, "Lambda init and binary sizes")
+	b.rowLambdaInit()
+	b.stage(7, "revalidator")
+	b.rowRevalidator()
+
+	total := time.Since(b.start)
+	report := b.render(machine, total)
+	path := *out
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(root, path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Println(b.table())
+	fmt.Printf("machine: %s\n", machine.oneLine())
+	fmt.Printf("wrote %s in %s\n", b.rel(path), total.Round(time.Second))
+}
+
+// repoRoot walks up from the working directory to the directory holding go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("go.mod not found above the working directory; run from the repository")
+		}
+		dir = parent
+	}
+}
+
+// goBinary is $GO (the Makefile passes its GO) or "go".
+func goBinary() string {
+	if g := strings.TrimSpace(os.Getenv("GO")); g != "" {
+		return g
+	}
+	return "go"
+}
+
+// Machine describes where the suite ran.
+type Machine struct {
+	CPUs      int
+	CPUModel  string
+	GoVersion string
+	OSArch    string
+	Kernel    string
+	Date      time.Time
+	LoadStart string // /proc/loadavg 1-minute figure at start
+}
+
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	if f := strings.Fields(string(data)); len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
+}
+
+func (m Machine) oneLine() string {
+	return fmt.Sprintf("%d CPUs (%s), %s, %s, kernel %s", m.CPUs, m.CPUModel, m.GoVersion, m.OSArch, m.Kernel)
+}
+
+func describeMachine(b *Bench) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), CPUModel: "unknown", GoVersion: runtime.Version(),
+		OSArch: runtime.GOOS + "/" + runtime.GOARCH, Kernel: "unknown", Date: time.Now().UTC(), LoadStart: loadAvg()}
+	if out, err := exec.Command("nproc").Output(); err == nil {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(string(out)), &n); err == nil && n > 0 {
+			m.CPUs = n
+		}
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		data, _ := io.ReadAll(f)
+		f.Close()
+		for _, line := range strings.Split(string(data), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if out, err := b.goCmd("env", "GOVERSION").Output(); err == nil {
+		m.GoVersion = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command("uname", "-r").Output(); err == nil {
+		m.Kernel = strings.TrimSpace(string(out))
+	}
+	return m
+}
