@@ -28,11 +28,18 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/synthstack/byok/shared/app"
 	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/awstest"
+	"github.com/synthstack/byok/shared/fakeprovider"
+	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/store"
+	"github.com/synthstack/byok/shared/vault"
 )
 
 // maxBootstrapBytes is SPEC §14's size limit for one function binary.
@@ -247,6 +254,7 @@ func (r *rie) stop(t *testing.T) {
 // event, or as a Lambda Function URL event to a lambdaurl function.
 type request struct {
 	method, path, route string
+	query               string // raw query string, without "?"
 	pathParams          map[string]string
 	token               string
 	body                string // JSON
@@ -272,10 +280,11 @@ func (q request) headers() map[string]string {
 func (q request) urlEvent() events.LambdaFunctionURLRequest {
 	now := time.Now()
 	return events.LambdaFunctionURLRequest{
-		Version: "2.0",
-		RawPath: q.path,
-		Headers: q.headers(),
-		Body:    q.body,
+		Version:        "2.0",
+		RawPath:        q.path,
+		RawQueryString: q.query,
+		Headers:        q.headers(),
+		Body:           q.body,
 		RequestContext: events.LambdaFunctionURLRequestContext{
 			AccountID:    "anonymous",
 			RequestID:    fmt.Sprintf("rie-%d", now.UnixNano()),
@@ -297,6 +306,7 @@ func (q request) event() events.APIGatewayV2HTTPRequest {
 		Version:        "2.0",
 		RouteKey:       q.method + " " + q.route,
 		RawPath:        q.path,
+		RawQueryString: q.query,
 		Headers:        q.headers(),
 		Body:           q.body,
 		PathParameters: q.pathParams,
@@ -331,32 +341,7 @@ func (r *rie) invoke(t *testing.T, q request, url bool) (events.APIGatewayV2HTTP
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(payload))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: invoke: %v", q.method, q.path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: RIE answered HTTP %d: %s", q.method, q.path, resp.StatusCode, raw)
-	}
-	var fnErr struct {
-		ErrorMessage string `json:"errorMessage"`
-		ErrorType    string `json:"errorType"`
-	}
-	if json.Unmarshal(raw, &fnErr) == nil && fnErr.ErrorType != "" {
-		t.Fatalf("%s %s: function failed: %s: %s", q.method, q.path, fnErr.ErrorType, fnErr.ErrorMessage)
-	}
+	raw := r.invokeRaw(t, q.method+" "+q.path, payload)
 	if url {
 		return decodeStreamed(t, q, raw)
 	}
@@ -371,6 +356,40 @@ func (r *rie) invoke(t *testing.T, q request, url bool) (events.APIGatewayV2HTTP
 		}
 	}
 	return out, body
+}
+
+// invokeRaw sends one event payload through RIE and returns the function's
+// answer as RIE gives it, failing the test when the function failed. what
+// names the invocation in failure messages.
+func (r *rie) invokeRaw(t *testing.T, what string, payload []byte) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: invoke: %v", what, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: RIE answered HTTP %d: %s", what, resp.StatusCode, raw)
+	}
+	var fnErr struct {
+		ErrorMessage string `json:"errorMessage"`
+		ErrorType    string `json:"errorType"`
+	}
+	if json.Unmarshal(raw, &fnErr) == nil && fnErr.ErrorType != "" {
+		t.Fatalf("%s: function failed: %s: %s", what, fnErr.ErrorType, fnErr.ErrorMessage)
+	}
+	return raw
 }
 
 // streamDelimiter ends the JSON prelude (status, headers, cookies) of a
@@ -448,6 +467,43 @@ func randomHex(t *testing.T, n int) string {
 	return hex.EncodeToString(b)
 }
 
+// rieEnv is the whole environment of a bootstrap under RIE: the emulator,
+// the tables of prefix, an HS256 secret and a local wrapping key, and
+// provider URLs nothing answers (a test that needs a provider overrides them:
+// exec keeps the last value of a repeated variable).
+func rieEnv(t *testing.T, prefix, jwtSecret, encryptionKey string) []string {
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + t.TempDir(), // no developer ~/.aws profile leaks in
+		"AWS_ENDPOINT_URL=" + os.Getenv("AWS_ENDPOINT_URL"),
+		"AWS_REGION=" + os.Getenv("AWS_REGION"),
+		"AWS_ACCESS_KEY_ID=test",
+		"AWS_SECRET_ACCESS_KEY=test",
+		"AWS_EC2_METADATA_DISABLED=true",
+		"TABLE_PREFIX=" + prefix,
+		"AUTH_JWT_SECRET=" + jwtSecret,
+		"ENCRYPTION_KEY=" + encryptionKey, // empty: none (KMS_KEY_ID then)
+		"DEFAULT_ROUTING_MODE=byok_first",
+		// Nothing here may reach a real provider.
+		"OPENAI_BASE_URL=http://127.0.0.1:1/v1",
+		"ANTHROPIC_BASE_URL=http://127.0.0.1:1",
+	}
+}
+
+// lambdaEnv is what Lambda sets for the function as deployed: its name,
+// and its memory and timeout from template.yaml (after Globals).
+func lambdaEnv(t *testing.T, fn string) []string {
+	t.Helper()
+	tmpl := loadTemplate(t)
+	f, ok := tmpl.GetAllServerlessFunctionResources()[logicalID(fn)]
+	if !ok {
+		t.Fatalf("template.yaml has no %s", logicalID(fn))
+	}
+	e := effectiveFunction(t, tmpl, f)
+	return []string{"AWS_LAMBDA_FUNCTION_NAME=byok-" + fn,
+		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", e.MemorySize), fmt.Sprintf("AWS_LAMBDA_FUNCTION_TIMEOUT=%d", e.Timeout)}
+}
+
 // TestBootstrapsUnderRIE builds every HTTP function's bootstrap and runs it
 // under aws-lambda-rie against the emulator, one invocation at a time: HTTP
 // API events for the httpadapter functions, Function URL events for chat.
@@ -480,23 +536,7 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 	}
 	userTok, adminTok := mint("rie-user", ""), mint("rie-admin", "admin")
 
-	home := t.TempDir()
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + home, // no developer ~/.aws profile leaks in
-		"AWS_ENDPOINT_URL=" + os.Getenv("AWS_ENDPOINT_URL"),
-		"AWS_REGION=" + os.Getenv("AWS_REGION"),
-		"AWS_ACCESS_KEY_ID=test",
-		"AWS_SECRET_ACCESS_KEY=test",
-		"AWS_EC2_METADATA_DISABLED=true",
-		"TABLE_PREFIX=" + prefix,
-		"AUTH_JWT_SECRET=" + secret,
-		"ENCRYPTION_KEY=" + randomHex(t, 32),
-		"DEFAULT_ROUTING_MODE=byok_first",
-		// Nothing here may reach a real provider.
-		"OPENAI_BASE_URL=http://127.0.0.1:1/v1",
-		"ANTHROPIC_BASE_URL=http://127.0.0.1:1",
-	}
+	env := rieEnv(t, prefix, secret, randomHex(t, 32))
 
 	type check struct {
 		req   request
@@ -579,6 +619,41 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 					t.Errorf("fresh user: want balance 0 and transactions [], got %s", body)
 				}
 			}},
+			{request{method: "GET", path: "/v1/usage", query: "days=7", route: "/v1/usage", token: userTok}, func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("status %d, want 200: %s", resp.StatusCode, body)
+				}
+				type totals struct {
+					Requests     *int64   `json:"requests"`
+					InputTokens  *int64   `json:"input_tokens"`
+					OutputTokens *int64   `json:"output_tokens"`
+					CostUSD      *float64 `json:"cost_usd"`
+				}
+				var got struct {
+					Days       int                        `json:"days"`
+					BYOK       *totals                    `json:"byok"`
+					Credits    *totals                    `json:"credits"`
+					ByProvider map[string]json.RawMessage `json:"by_provider"`
+					ByModel    map[string]json.RawMessage `json:"by_model"`
+					ByDay      []struct {
+						Date string  `json:"date"`
+						BYOK *totals `json:"byok"`
+					} `json:"by_day"`
+				}
+				if err := json.Unmarshal(body, &got); err != nil {
+					t.Fatalf("%v: %s", err, body)
+				}
+				zero := func(x *totals) bool {
+					return x != nil && x.Requests != nil && *x.Requests == 0 && x.InputTokens != nil && *x.InputTokens == 0 &&
+						x.OutputTokens != nil && *x.OutputTokens == 0 && x.CostUSD != nil && *x.CostUSD == 0
+				}
+				if got.Days != 7 || !zero(got.BYOK) || !zero(got.Credits) || got.ByProvider == nil || got.ByModel == nil {
+					t.Errorf("fresh user, days=7: want days 7, zero byok and credits totals, by_provider and by_model: %s", body)
+				}
+				if len(got.ByDay) != 7 || got.ByDay[0].Date == "" || !zero(got.ByDay[0].BYOK) {
+					t.Errorf("want 7 idle days in by_day: %s", body)
+				}
+			}},
 		}},
 		{app.FnChat, []check{
 			// A free user with no credits and no key: byok_first has no BYOK route
@@ -597,30 +672,222 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 	for _, c := range cases {
 		covered[c.fn] = true
 	}
-	for _, fn := range app.Functions() {
+	covered[fnRevalidator] = true // TestRevalidatorUnderRIE
+	for _, fn := range slices.Concat(app.Functions(), eventFunctions) {
 		if !covered[fn] {
 			t.Errorf("no RIE smoke check for function %s", fn)
 		}
 	}
-	tmpl := loadTemplate(t)
-	fns := tmpl.GetAllServerlessFunctionResources()
-
 	for _, c := range cases {
 		t.Run(c.fn, func(t *testing.T) {
 			url := trigger(t, c.fn) == "FunctionUrl"
-			f, ok := fns[logicalID(c.fn)]
-			if !ok {
-				t.Fatalf("template.yaml has no %s", logicalID(c.fn))
-			}
-			e := effectiveFunction(t, tmpl, f) // memory and timeout as deployed
-			mem, timeout := e.MemorySize, e.Timeout
 			bootstrap := buildBootstrap(t, c.fn)
-			r := startRIE(t, rieBin, bootstrap, slices.Concat(env, fnEnv[c.fn], []string{"AWS_LAMBDA_FUNCTION_NAME=byok-" + c.fn,
-				fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", mem), fmt.Sprintf("AWS_LAMBDA_FUNCTION_TIMEOUT=%d", timeout)}))
+			r := startRIE(t, rieBin, bootstrap, slices.Concat(env, fnEnv[c.fn], lambdaEnv(t, c.fn)))
 			for _, ch := range c.checks { // one invocation at a time
 				resp, body := r.invoke(t, ch.req, url)
 				ch.check(t, ch.req, resp, body)
 			}
 		})
 	}
+}
+
+// scheduledEvent is what an EventBridge rule with a schedule expression
+// (template Schedule event) delivers to the function.
+func scheduledEvent(t *testing.T) []byte {
+	t.Helper()
+	now := time.Now().UTC()
+	b, err := json.Marshal(events.CloudWatchEvent{
+		Version:    "0",
+		ID:         fmt.Sprintf("rie-%d", now.UnixNano()),
+		DetailType: "Scheduled Event",
+		Source:     "aws.events",
+		AccountID:  "123456789012",
+		Time:       now.Truncate(time.Second),
+		Region:     "us-east-1",
+		Resources:  []string{"arn:aws:events:us-east-1:123456789012:rule/byok-RevalidatorFunctionDaily"},
+		Detail:     json.RawMessage(`{}`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// summary is the revalidator's answer (revalidate.Summary); pointers so a
+// missing field is told apart from 0.
+type summary struct {
+	Checked    *int   `json:"checked"`
+	Valid      *int   `json:"valid"`
+	Invalid    *int   `json:"invalid"`
+	Unchecked  *int   `json:"unchecked"`
+	Errors     *int   `json:"errors"`
+	DurationMS *int64 `json:"duration_ms"`
+}
+
+func (s summary) String() string {
+	n := func(p *int) string {
+		if p == nil {
+			return "missing"
+		}
+		return strconv.Itoa(*p)
+	}
+	return fmt.Sprintf("checked %s, valid %s, invalid %s, unchecked %s, errors %s", n(s.Checked), n(s.Valid),
+		n(s.Invalid), n(s.Unchecked), n(s.Errors))
+}
+
+// TestRevalidatorUnderRIE runs the revalidator's bootstrap under RIE with
+// the environment the template gives it (KMS_KEY_ID, no ENCRYPTION_KEY,
+// REVALIDATE_CONCURRENCY, SNS_TOPIC_ARN), invoked like its EventBridge
+// schedule invokes it: once over empty tables (checked 0), then with one
+// stored key, seeded invalid, that the fake provider accepts: the pass
+// checks it (valid 1), records it valid and publishes byok.key_valid.
+func TestRevalidatorUnderRIE(t *testing.T) {
+	rieBin := findRIE(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := awstest.Config(t)
+	prefix := awstest.Prefix(t)
+	db := dynamodb.NewFromConfig(cfg)
+	if err := store.EnsureTables(ctx, db, prefix); err != nil {
+		t.Fatalf("create tables: %v", err)
+	}
+	kmsc := kms.NewFromConfig(cfg)
+	key, err := kmsc.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String(prefix + "revalidator")})
+	if err != nil {
+		t.Fatalf("create KMS key: %v", err)
+	}
+	keyARN := aws.ToString(key.KeyMetadata.Arn)
+
+	// The events topic, with a queue subscribed to see what is published.
+	snsc, sqsc := sns.NewFromConfig(cfg), sqs.NewFromConfig(cfg)
+	top, err := snsc.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(prefix + "events")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qu, err := sqsc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(prefix + "events")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qattrs, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: qu.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snsc.Subscribe(ctx, &sns.SubscribeInput{
+		TopicArn: top.TopicArn, Protocol: aws.String("sqs"),
+		Endpoint:   aws.String(qattrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]),
+		Attributes: map[string]string{"RawMessageDelivery": "true"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	fake := fakeprovider.New()
+	t.Cleanup(fake.Close)
+
+	tmpl := loadTemplate(t)
+	f, ok := tmpl.GetAllServerlessFunctionResources()[logicalID(fnRevalidator)]
+	if !ok {
+		t.Fatalf("template.yaml has no %s", logicalID(fnRevalidator))
+	}
+	deployed := effectiveFunction(t, tmpl, f).Env
+	env := slices.Concat(rieEnv(t, prefix, randomHex(t, 24), ""), []string{
+		"KMS_KEY_ID=" + keyARN,
+		"SNS_TOPIC_ARN=" + aws.ToString(top.TopicArn),
+		"REVALIDATE_CONCURRENCY=" + deployed["REVALIDATE_CONCURRENCY"],
+		"OPENAI_BASE_URL=" + fake.OpenAIBaseURL(),
+		"ANTHROPIC_BASE_URL=" + fake.AnthropicBaseURL(),
+	}, lambdaEnv(t, fnRevalidator))
+	r := startRIE(t, rieBin, buildBootstrap(t, fnRevalidator), env)
+
+	pass := func(t *testing.T, want string) {
+		t.Helper()
+		raw := r.invokeRaw(t, "scheduled revalidation", scheduledEvent(t))
+		var got summary
+		if err := json.Unmarshal(raw, &got); err != nil || got.DurationMS == nil {
+			t.Fatalf("want the summary JSON (checked, valid, invalid, unchecked, errors, duration_ms): %v: %s", err, raw)
+		}
+		if got.String() != want {
+			t.Errorf("summary: %s, want %s (%s)", got, want, raw)
+		}
+	}
+
+	t.Run("empty", func(t *testing.T) {
+		pass(t, "checked 0, valid 0, invalid 0, unchecked 0, errors 0")
+	})
+
+	t.Run("one key", func(t *testing.T) {
+		// Sealed under the same KMS key, bound to its row, as keys.Service.Put
+		// stores it; marked invalid a day ago.
+		v, err := vault.FromEnv(func(k string) string {
+			if k == "KMS_KEY_ID" {
+				return keyARN
+			}
+			return ""
+		}, kmsc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := store.New(db, prefix)
+		user, apiKey, keyID := "rie-revalidate", "sk-rie-"+randomHex(t, 16), "k-"+randomHex(t, 8)
+		tier, email := "premium", "rie-revalidate@example.com"
+		if _, err := st.UpsertAccount(ctx, user, store.AccountPatch{Tier: &tier, Email: &email}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		blob, err := v.Seal(ctx, vault.Context{UserID: user, Provider: "openai", KeyID: keyID}, []byte(apiKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wid, err := v.WrapperID(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		then := time.Now().UTC().Add(-25 * time.Hour)
+		if _, err := st.PutKey(ctx, store.KeyRecord{UserID: user, Provider: "openai", KeyID: keyID, Ciphertext: blob,
+			WrapperID: wid, Hint: provider.Hint(apiKey), Status: "invalid", Reason: "unauthorized",
+			ValidatedAt: then, CreatedAt: then, UpdatedAt: then}); err != nil {
+			t.Fatal(err)
+		}
+		fake.SetKey(apiKey, fakeprovider.OK())
+
+		pass(t, "checked 1, valid 1, invalid 0, unchecked 0, errors 0")
+		if n := fake.Calls(apiKey); n != 1 {
+			t.Errorf("the provider saw the key %d times, want 1", n)
+		}
+		u, err := st.GetUser(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k := u.Keys["openai"]; k.Status != "valid" || k.Reason != "" || !k.ValidatedAt.After(then) {
+			t.Errorf("stored key after the pass: status %q, reason %q, validated_at %s; want valid, no reason, now",
+				k.Status, k.Reason, k.ValidatedAt)
+		}
+
+		// Exactly one byok.key_valid, detected by the schedule.
+		var got []string
+		for deadline := time.Now().Add(5 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
+			out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: qu.QueueUrl, MaxNumberOfMessages: 10,
+				MessageAttributeNames: []string{"All"}, WaitTimeSeconds: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range out.Messages {
+				var body struct {
+					UserID     string `json:"user_id"`
+					Email      string `json:"email"`
+					Provider   string `json:"provider"`
+					DetectedBy string `json:"detected_by"`
+				}
+				_ = json.Unmarshal([]byte(aws.ToString(m.Body)), &body)
+				typ := ""
+				if a, ok := m.MessageAttributes["event_type"]; ok {
+					typ = aws.ToString(a.StringValue)
+				}
+				got = append(got, fmt.Sprintf("%s %s %s %s %s", typ, body.UserID, body.Email, body.Provider, body.DetectedBy))
+			}
+		}
+		if want := []string{"byok.key_valid rie-revalidate rie-revalidate@example.com openai schedule"}; !slices.Equal(got, want) {
+			t.Errorf("events = %q, want %q", got, want)
+		}
+	})
 }

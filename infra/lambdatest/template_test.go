@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"go/parser"
 	"go/token"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,9 +31,16 @@ import (
 // ./functions/<name>: "chat" -> "ChatFunction".
 func logicalID(name string) string { return strings.ToUpper(name[:1]) + name[1:] + "Function" }
 
-// eventFunctions are the functions without HTTP routes (not in
-// app.Functions()), e.g. the revalidator once it exists.
-var eventFunctions = []string{}
+// fnRevalidator is ./functions/revalidator: no HTTP route, so not in
+// app.Functions() (SPEC §3).
+const fnRevalidator = "revalidator"
+
+// schedules maps each function without HTTP routes (not in app.Functions())
+// to the EventBridge schedule expression that invokes it (SPEC §3).
+var schedules = map[string]string{fnRevalidator: "rate(24 hours)"}
+
+// eventFunctions are the functions without HTTP routes, sorted.
+var eventFunctions = slices.Sorted(maps.Keys(schedules))
 
 // functionDirs maps every AWS::Serverless::Function template.yaml must have
 // to its package under ./functions: app.Functions() plus eventFunctions.
@@ -361,9 +369,13 @@ func TestFunctionsBuildWithMakefile(t *testing.T) {
 				if e.Timeout > 900 || time.Duration(e.Timeout)*time.Second <= header {
 					t.Errorf("Timeout = %d, want more than UPSTREAM_HEADER_TIMEOUT (%s) and at most 900", e.Timeout, header)
 				}
-			default:
+			case "HttpApi":
 				if e.Timeout <= 0 || e.Timeout > 30 {
 					t.Errorf("Timeout = %d, want 1..30 (HTTP API integrations time out at 30 s)", e.Timeout)
+				}
+			default: // invoked by an event (schedule): a whole pass in one invocation
+				if e.Timeout <= 0 || e.Timeout > 900 {
+					t.Errorf("Timeout = %d, want 1..900 (Lambda's maximum)", e.Timeout)
 				}
 			}
 			target := "build-" + id
@@ -656,7 +668,8 @@ func TestParametersAndEnvironment(t *testing.T) {
 		"AUTH_ISSUER":          "!Ref AuthIssuer",
 		"AUTH_AUDIENCE":        "!Ref AuthAudience",
 	}
-	keyUsers := map[string]bool{"KeysFunction": true, "ValidateFunction": true, "ChatFunction": true}
+	keyUsers := map[string]bool{"KeysFunction": true, "ValidateFunction": true, "ChatFunction": true,
+		logicalID(fnRevalidator): true}
 
 	// Everything app.ConfigFromEnv reads must be set on chat (the function
 	// using all of it), except the internal provider keys: they are never
@@ -872,9 +885,21 @@ func TestLeastPrivilege(t *testing.T) {
 			on(key, "kms:Decrypt"),
 			on(topic, "sns:Publish"),
 			on(secret, "secretsmanager:GetSecretValue")),
+		// GET /v1/credits: credits.Ledger Balance (GetItem of the account) and
+		// List (Query of the ledger); GET /v1/usage and /v1/usage/export:
+		// usage.Service Query of api_key_usage and of credit_transactions.
 		"UsageFunction": slices.Concat(
 			on(table, "dynamodb:GetItem"),
-			on(ledger, "dynamodb:Query")),
+			on(ledger, "dynamodb:Query"),
+			on(usage, "dynamodb:Query")),
+		// shared/revalidate: store.ScanKeys (parallel Scan), store.GetAccount
+		// (GetItem), keys.Service.Record -> store.UpdateKeyStatus (conditional
+		// UpdateItem) and the transition event (sns:Publish); vault.Open
+		// (kms:Decrypt). It never writes a new row or touches the other tables.
+		logicalID(fnRevalidator): slices.Concat(
+			on(table, "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"),
+			on(key, "kms:Decrypt"),
+			on(topic, "sns:Publish")),
 	}
 	for id := range functionDirs() {
 		if _, ok := want[id]; !ok {
@@ -922,7 +947,8 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 
 	// The key: rotation on; the account administers it; only the keys,
-	// validate and chat roles may use it, each for what its code does.
+	// validate, chat and revalidator roles may use it, each for what its code
+	// does.
 	k, err := tmpl.GetKMSKeyWithName("EncryptionKey")
 	if err != nil {
 		t.Fatal(err)
@@ -972,9 +998,10 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Error("key policy must let the account root administer the key")
 	}
 	wantUsers := map[string][]string{
-		"!GetAtt " + roleOf["KeysFunction"] + ".Arn":     {"kms:Decrypt", "kms:GenerateDataKey"},
-		"!GetAtt " + roleOf["ValidateFunction"] + ".Arn": {"kms:Decrypt"},
-		"!GetAtt " + roleOf["ChatFunction"] + ".Arn":     {"kms:Decrypt"},
+		"!GetAtt " + roleOf["KeysFunction"] + ".Arn":           {"kms:Decrypt", "kms:GenerateDataKey"},
+		"!GetAtt " + roleOf["ValidateFunction"] + ".Arn":       {"kms:Decrypt"},
+		"!GetAtt " + roleOf["ChatFunction"] + ".Arn":           {"kms:Decrypt"},
+		"!GetAtt " + roleOf[logicalID(fnRevalidator)] + ".Arn": {"kms:Decrypt"},
 	}
 	for p := range users {
 		sort.Strings(users[p])
@@ -1018,4 +1045,78 @@ func TestEventsTopic(t *testing.T) {
 	if !found {
 		t.Error("no subscription of NotificationEmail to EventsTopic")
 	}
+}
+
+// TestScheduledFunctions checks every function without HTTP routes (the
+// revalidator): its main uses neither HTTP adapter, it has no HTTP API route
+// and no Function URL, exactly one enabled EventBridge schedule with the
+// expression of schedules, and at most one invocation at a time.
+func TestScheduledFunctions(t *testing.T) {
+	tmpl := loadTemplate(t)
+	fns := tmpl.GetAllServerlessFunctionResources()
+	for _, fn := range eventFunctions {
+		id := logicalID(fn)
+		t.Run(id, func(t *testing.T) {
+			if slices.Contains(app.Functions(), fn) {
+				t.Errorf("%s is in app.Functions() (the HTTP functions)", fn)
+			}
+			if _, ok := app.Routes()[fn]; ok {
+				t.Errorf("app.Routes() lists routes for %s", fn)
+			}
+			if tr := trigger(t, fn); tr != "" {
+				t.Errorf("functions/%s/main.go is a %s handler, want a plain event handler", fn, tr)
+			}
+			f, ok := fns[id]
+			if !ok {
+				t.Fatalf("template.yaml has no %s", id)
+			}
+			if f.FunctionUrlConfig != nil {
+				t.Error("has a FunctionUrlConfig; a scheduled function must not be reachable over HTTP")
+			}
+			evs, _ := rawResource(t, id)["Events"].(map[string]any)
+			var scheduled []string
+			for name, raw := range evs {
+				ev, _ := raw.(map[string]any)
+				props, _ := ev["Properties"].(map[string]any)
+				var expr string
+				switch typ := fmt.Sprint(ev["Type"]); typ {
+				case "Schedule": // EventBridge rule
+					expr = fmt.Sprint(props["Schedule"])
+					if e, ok := props["Enabled"].(bool); ok && !e {
+						t.Errorf("event %s: Enabled false", name)
+					}
+				case "ScheduleV2": // EventBridge Scheduler
+					expr = fmt.Sprint(props["ScheduleExpression"])
+				default:
+					t.Errorf("event %s has type %s; want only Schedule or ScheduleV2", name, typ)
+					continue
+				}
+				if st, ok := props["State"]; ok && st != "ENABLED" {
+					t.Errorf("event %s: State = %v, want ENABLED", name, st)
+				}
+				scheduled = append(scheduled, expr)
+			}
+			if want := []string{schedules[fn]}; !slices.Equal(scheduled, want) {
+				t.Errorf("schedules = %q, want exactly %q", scheduled, want)
+			}
+			// One pass at a time: a second invocation waits in the async queue.
+			if r := f.ReservedConcurrentExecutions; r == nil || *r != 1 {
+				t.Errorf("ReservedConcurrentExecutions = %v, want 1", describeInt(r))
+			}
+			e := effectiveFunction(t, tmpl, f)
+			if n, err := strconv.Atoi(e.Env["REVALIDATE_CONCURRENCY"]); fn == fnRevalidator && (err != nil || n <= 0) {
+				t.Errorf("REVALIDATE_CONCURRENCY = %q, want a positive integer", e.Env["REVALIDATE_CONCURRENCY"])
+			}
+			if fn == fnRevalidator && e.Timeout < 300 {
+				t.Errorf("Timeout = %d, want at least 300 (one invocation is a whole pass, SPEC §7)", e.Timeout)
+			}
+		})
+	}
+}
+
+func describeInt(p *int) string {
+	if p == nil {
+		return "unset"
+	}
+	return strconv.Itoa(*p)
 }
