@@ -47,6 +47,13 @@ func main() {
 	}
 	if lambdaMode {
 		lambda.Start(func(ctx context.Context, _ events.CloudWatchEvent) (revalidate.Summary, error) {
+			// Stop early enough to log and return the summary before Lambda's
+			// own deadline; keys not reached are checked by the next pass.
+			if dl, ok := ctx.Deadline(); ok {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithDeadline(ctx, dl.Add(-15*time.Second))
+				defer cancel()
+			}
 			return r.Run(ctx)
 		})
 		return

@@ -25,7 +25,14 @@ import (
 	"github.com/synthstack/byok/shared/fakeprovider"
 )
 
-func TestMain(m *testing.M) { os.Exit(awstest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := awstest.Main(m)
+	// Every exchange made through testEnv.do must match docs/openapi.yaml.
+	if openAPIMain(os.Stderr, testing.Verbose()) != 0 && code == 0 {
+		code = 1
+	}
+	os.Exit(code)
+}
 
 // lockedBuffer collects log lines from concurrent handlers.
 type lockedBuffer struct {
@@ -211,6 +218,8 @@ func (e *testEnv) do(method, path, token string, body any, hdr ...string) respon
 	}
 	e.transcript.Write(raw)
 	e.transcript.Write([]byte("\n"))
+	recorded.add(exchange{Test: e.t.Name(), Method: method, Path: path, ContentType: req.Header.Get("Content-Type"),
+		Status: resp.StatusCode, Header: resp.Header, Body: raw})
 	return response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
 }
 
