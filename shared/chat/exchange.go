@@ -57,7 +57,9 @@ func (c *call) serve(ctx context.Context) error {
 	}
 	c.fallback = plan.Skipped
 	route := plan.First
-	for range 3 { // at most BYOK → credits or credits → BYOK
+	tried := map[routing.Route]bool{}
+	for {
+		tried[route] = true
 		var next routing.Next
 		var err error
 		switch route {
@@ -69,9 +71,12 @@ func (c *call) serve(ctx context.Context) error {
 		if err != nil || next.Route == routing.RouteNone {
 			return err
 		}
+		if tried[next.Route] {
+			// Each route is tried at most once per request.
+			return errNoCredits
+		}
 		route = next.Route
 	}
-	return apperr.New(apperr.Internal, "routing loop")
 }
 
 func (c *call) setRouteHeaders(route routing.Route) {
