@@ -14,7 +14,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -24,15 +23,14 @@ import (
 	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/awsclient"
 	"github.com/synthstack/byok/shared/chat"
+	"github.com/synthstack/byok/shared/chat/memfakes"
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/fakeprovider"
 	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/provider"
-	"github.com/synthstack/byok/shared/ratelimit"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
-	"github.com/synthstack/byok/shared/usage"
 	"github.com/synthstack/byok/shared/vault"
 )
 
@@ -113,49 +111,6 @@ func randomHex(n int) string {
 
 // ---------------------------------------------------------------- in-memory
 
-// The in-memory storage doubles mirror shared/chat/bench_test.go's rig:
-// SPEC §14 measures the in-process path "with fake storage".
-type memStore struct {
-	user     store.User
-	settings routing.Settings
-	reads    atomic.Int64
-}
-
-func (m *memStore) GetUser(context.Context, string) (store.User, error) {
-	m.reads.Add(1)
-	return m.user, nil
-}
-
-func (m *memStore) GetSettings(context.Context, routing.Mode) (routing.Settings, int64, error) {
-	m.reads.Add(1)
-	return m.settings, 1, nil
-}
-
-type memUsage struct{ writes atomic.Int64 }
-
-func (m *memUsage) Put(context.Context, usage.Record) error { m.writes.Add(1); return nil }
-
-type nopLedger struct{}
-
-func (nopLedger) Reserve(context.Context, string, string, int64) error { return nil }
-func (nopLedger) Settle(context.Context, string, string, int64, int64, map[string]any) (int64, error) {
-	return 0, nil
-}
-func (nopLedger) Release(context.Context, string, string, int64, map[string]any) error { return nil }
-
-type nopLimiter struct{}
-
-func (nopLimiter) Admit(context.Context, string, routing.TierLimit, int64) (*ratelimit.Ticket, error) {
-	return nil, nil
-}
-func (nopLimiter) AddTokens(context.Context, string, int64) error { return nil }
-
-type nopRecorder struct{}
-
-func (nopRecorder) Record(_ context.Context, _ *store.Account, k store.KeyRecord, _ provider.Result, _ string) (store.KeyRecord, error) {
-	return k, nil
-}
-
 // newMemoryGateway wires chat.Executor exactly like shared/chat's benchmark
 // rig (vault with a local wrapping key and an unwrap cache, in-memory user
 // row and settings, no-op ledger/limiter/recorder, counting usage writer)
@@ -177,12 +132,12 @@ func newMemoryGateway() (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms := &memStore{
-		user: store.User{Account: &store.Account{UserID: "alice", Tier: "premium"},
+	ms := &memfakes.Store{
+		User: store.User{Account: &store.Account{UserID: "alice", Tier: "premium"},
 			Keys: map[string]store.KeyRecord{"openai": {UserID: "alice", Provider: "openai", KeyID: "k1", Ciphertext: blob, Status: "valid", Hint: "sk-...bcdef"}}},
-		settings: routing.DefaultSettings(routing.BYOKFirst),
+		Settings: routing.DefaultSettings(routing.BYOKFirst),
 	}
-	mu := &memUsage{}
+	mu := &memfakes.Usage{}
 	secret := []byte(randomHex(16))
 	ver, err := auth.NewVerifier(context.Background(), auth.Config{HS256Secret: secret})
 	if err != nil {
@@ -195,8 +150,8 @@ func newMemoryGateway() (*Gateway, error) {
 	tr.MaxIdleConnsPerHost = 512
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	x := &chat.Executor{
-		Users: ms, Settings: &chat.SettingsCache{Store: ms, TTL: time.Hour}, Keys: v, KeyRecorder: nopRecorder{},
-		Ledger: nopLedger{}, Limiter: nopLimiter{}, Usage: mu, Prices: credits.DefaultPrices(),
+		Users: ms, Settings: &chat.SettingsCache{Store: ms, TTL: time.Hour}, Keys: v, KeyRecorder: memfakes.Recorder{},
+		Ledger: memfakes.Ledger{}, Limiter: memfakes.Limiter{}, Usage: mu, Prices: credits.DefaultPrices(),
 		Circuit: chat.NewCircuit(time.Minute, nil), Events: events.Nop{}, HTTP: &http.Client{Transport: tr},
 		Endpoints: provider.Endpoints{OpenAI: fake.OpenAIBaseURL(), Anthropic: fake.AnthropicBaseURL()},
 		Log:       log,
@@ -206,7 +161,7 @@ func newMemoryGateway() (*Gateway, error) {
 	srv := httptest.NewServer(httpx.Middleware(log, ver.Middleware(mux)))
 	g.URL = srv.URL
 	g.close = append(g.close, srv.Close)
-	g.reads, g.writes = ms.reads.Load, mu.writes.Load
+	g.reads, g.writes = ms.Reads.Load, mu.Writes.Load
 	return g, nil
 }
 

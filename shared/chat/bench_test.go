@@ -16,59 +16,16 @@ import (
 	"time"
 
 	"github.com/synthstack/byok/shared/auth"
+	"github.com/synthstack/byok/shared/chat/memfakes"
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/fakeprovider"
 	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/provider"
-	"github.com/synthstack/byok/shared/ratelimit"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
-	"github.com/synthstack/byok/shared/usage"
 	"github.com/synthstack/byok/shared/vault"
 )
-
-// In-memory storage for benchmarks only: SPEC §14 measures the in-process
-// path "with fake storage". Every test of behaviour uses the emulator.
-type memStore struct {
-	user     store.User
-	settings routing.Settings
-	reads    atomic.Int64
-}
-
-func (m *memStore) GetUser(context.Context, string) (store.User, error) {
-	m.reads.Add(1)
-	return m.user, nil
-}
-func (m *memStore) GetSettings(context.Context, routing.Mode) (routing.Settings, int64, error) {
-	m.reads.Add(1)
-	return m.settings, 1, nil
-}
-
-type memUsage struct{ writes atomic.Int64 }
-
-func (m *memUsage) Put(context.Context, usage.Record) error { m.writes.Add(1); return nil }
-
-type nopLedger struct{}
-
-func (nopLedger) Reserve(context.Context, string, string, int64) error { return nil }
-func (nopLedger) Settle(context.Context, string, string, int64, int64, map[string]any) (int64, error) {
-	return 0, nil
-}
-func (nopLedger) Release(context.Context, string, string, int64, map[string]any) error { return nil }
-
-type nopLimiter struct{}
-
-func (nopLimiter) Admit(context.Context, string, routing.TierLimit, int64) (*ratelimit.Ticket, error) {
-	return nil, nil
-}
-func (nopLimiter) AddTokens(context.Context, string, int64) error { return nil }
-
-type nopRecorder struct{}
-
-func (nopRecorder) Record(_ context.Context, _ *store.Account, k store.KeyRecord, _ provider.Result, _ string) (store.KeyRecord, error) {
-	return k, nil
-}
 
 type benchRig struct {
 	x       *Executor
@@ -77,8 +34,8 @@ type benchRig struct {
 	token   string
 	key     string
 	fake    *fakeprovider.Server
-	ms      *memStore
-	mu      *memUsage
+	ms      *memfakes.Store
+	mu      *memfakes.Usage
 }
 
 func newRig(b *testing.B, behavior fakeprovider.Behavior) *benchRig {
@@ -97,12 +54,12 @@ func newRig(b *testing.B, behavior fakeprovider.Behavior) *benchRig {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ms := &memStore{
-		user: store.User{Account: &store.Account{UserID: "alice", Tier: "premium", CreditBalance: 0},
+	ms := &memfakes.Store{
+		User: store.User{Account: &store.Account{UserID: "alice", Tier: "premium", CreditBalance: 0},
 			Keys: map[string]store.KeyRecord{"openai": {UserID: "alice", Provider: "openai", KeyID: "k1", Ciphertext: blob, Status: "valid", Hint: "sk-...bcdef"}}},
-		settings: routing.DefaultSettings(routing.BYOKFirst),
+		Settings: routing.DefaultSettings(routing.BYOKFirst),
 	}
-	mu := &memUsage{}
+	mu := &memfakes.Usage{}
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	ver, err := auth.NewVerifier(context.Background(), auth.Config{HS256Secret: secret})
 	if err != nil {
@@ -113,8 +70,8 @@ func newRig(b *testing.B, behavior fakeprovider.Behavior) *benchRig {
 	tr.MaxIdleConnsPerHost = 512
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	x := &Executor{
-		Users: ms, Settings: &SettingsCache{Store: ms, TTL: time.Hour}, Keys: v, KeyRecorder: nopRecorder{},
-		Ledger: nopLedger{}, Limiter: nopLimiter{}, Usage: mu, Prices: credits.DefaultPrices(),
+		Users: ms, Settings: &SettingsCache{Store: ms, TTL: time.Hour}, Keys: v, KeyRecorder: memfakes.Recorder{},
+		Ledger: memfakes.Ledger{}, Limiter: memfakes.Limiter{}, Usage: mu, Prices: credits.DefaultPrices(),
 		Circuit: NewCircuit(time.Minute, nil), Events: events.Nop{}, HTTP: &http.Client{Transport: tr},
 		Endpoints: provider.Endpoints{OpenAI: fake.OpenAIBaseURL(), Anthropic: fake.AnthropicBaseURL()},
 		Log:       log,
@@ -311,5 +268,5 @@ func BenchmarkThroughput(b *testing.B) {
 		b.ReportMetric(v, "via-req/s")
 	}
 	b.ReportMetric(ratio, "%-of-direct")
-	b.ReportMetric(float64(rig.ms.reads.Load()), "storage-reads")
+	b.ReportMetric(float64(rig.ms.Reads.Load()), "storage-reads")
 }
