@@ -198,7 +198,22 @@ func (b *Bench) rowWarmIO() {
 			per(w.KMS, w.Requests), per(w.Other, w.Requests), w.MaxReads, w.MaxWritesReq, w.MaxKMS)
 	}
 
-	// 2. The repository's test of the same property.
+	// 2. The repository's test of the same property (it runs in `make test`
+	// anyway; compiling that SDK-heavy test binary costs minutes on a cold
+	// build cache, so the bench runs it only with BENCH_CROSSCHECK=1).
+	if os.Getenv("BENCH_CROSSCHECK") != "1" {
+		v := notMeasured
+		if inRan {
+			v = notMet
+			if inOK {
+				v = met
+			}
+		}
+		measured = append(measured, "TestWarmBYOKRequestIO runs in make test (BENCH_CROSSCHECK=1 runs it here too)")
+		b.add(Row{"5", what, target, strings.Join(measured, "; "), v})
+		b.detail("%s", sb.String())
+		return
+	}
 	out, err := b.runGo(8*time.Minute, b.awsEnv, "test", "-count", "1", "-run", "^TestWarmBYOKRequestIO$", "-v", "./shared/app/")
 	passed := strings.Contains(out, "--- PASS: TestWarmBYOKRequestIO")
 	ran := strings.Contains(out, "=== RUN   TestWarmBYOKRequestIO")
