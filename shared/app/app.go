@@ -45,10 +45,12 @@ type Config struct {
 	SettingsTTL time.Duration
 	// UpstreamHeaderTimeout bounds the wait for a provider's first answer.
 	UpstreamHeaderTimeout time.Duration
-	CopilotModel          string
-	Auth                  auth.Config
-	Endpoints             provider.Endpoints
-	Getenv                func(string) string
+	// UpstreamIdleTimeout bounds silence within an answer (streams too).
+	UpstreamIdleTimeout time.Duration
+	CopilotModel        string
+	Auth                auth.Config
+	Endpoints           provider.Endpoints
+	Getenv              func(string) string
 }
 
 // ConfigFromEnv reads Config from getenv.
@@ -64,6 +66,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		},
 		SettingsTTL:           durationEnv(getenv, "SETTINGS_CACHE_TTL", 5*time.Second),
 		UpstreamHeaderTimeout: durationEnv(getenv, "UPSTREAM_HEADER_TIMEOUT", 60*time.Second),
+		UpstreamIdleTimeout:   durationEnv(getenv, "UPSTREAM_IDLE_TIMEOUT", 2*time.Minute),
 		CopilotModel:          getenv("COPILOT_DEFAULT_MODEL"),
 		Auth:                  auth.ConfigFromEnv(getenv),
 		Endpoints:             provider.EndpointsFromEnv(getenv),
@@ -132,7 +135,9 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	upstream := http.DefaultTransport.(*http.Transport).Clone()
 	upstream.MaxIdleConns, upstream.MaxIdleConnsPerHost = 256, 128
-	upstreamClient := &http.Client{Transport: upstream}
+	// Never follow a provider's redirect: Go keeps x-api-key on cross-host
+	// redirects and would send a key elsewhere.
+	upstreamClient := &http.Client{Transport: upstream, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	ledger := credits.NewLedger(c.DynamoDB, cfg.TablePrefix, nil)
 	keySvc := &keys.Service{
 		Store: st, Sealer: v, Validator: provider.NewValidator(httpClient, cfg.Endpoints, 10*time.Second),

@@ -5,6 +5,9 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/synthstack/byok/shared/fakeprovider"
 )
@@ -60,4 +63,30 @@ func TestStreamFallbackAndCircuit(t *testing.T) {
 	if e.fake.Calls(internalOpenAIKey) != before {
 		t.Fatal("a stream fell back to credits after its first byte")
 	}
+}
+
+// An upstream that goes silent mid-stream is cut after UPSTREAM_IDLE_TIMEOUT:
+// the client's stream ends, the usage row says cut, and on the credits route
+// only what was delivered is charged.
+func TestStalledStreamIsCut(t *testing.T) {
+	e := newEnv(t, func(v map[string]string) { v["UPSTREAM_IDLE_TIMEOUT"] = "300ms" })
+	e.setTier("alice", "premium")
+	key := openAIKey(t)
+	e.saveKey("alice", "openai", key)
+	e.fake.SetKey(key, fakeprovider.Behavior{Chunks: 5, FirstChunkThenWait: time.Hour})
+	body := map[string]any{"model": "gpt-4o-mini", "stream": true, "messages": []map[string]string{{"role": "user", "content": "x"}}}
+	resp := e.streamReq(context.Background(), e.token("alice", ""), body)
+	all, _ := io.ReadAll(resp.Body) // returns once the gateway cuts the stalled upstream
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Contains(string(all), "[DONE]") {
+		t.Fatalf("stalled stream: %d %s", resp.StatusCode, all)
+	}
+	rows := e.usageRows("alice")
+	if len(rows) != 1 {
+		t.Fatalf("%d usage rows", len(rows))
+	}
+	if c, _ := rows[0]["cut"].(*types.AttributeValueMemberBOOL); c == nil || !c.Value {
+		t.Fatalf("stalled stream not recorded as cut: %v", rows[0])
+	}
+	waitFor(t, "the upstream call to be cancelled", func() bool { return e.fake.Cancelled() > 0 })
 }

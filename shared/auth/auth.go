@@ -254,21 +254,12 @@ func validSubject(s string) bool {
 	return true
 }
 
-func isAdmin(role, roles any) bool {
-	if r, ok := role.(string); ok && r == "admin" {
-		return true
-	}
-	switch rs := roles.(type) {
-	case []any:
-		for _, r := range rs {
-			if s, ok := r.(string); ok && s == "admin" {
-				return true
-			}
-		}
-	case string:
-		return rs == "admin"
-	}
-	return false
+// isAdmin: only the claim `role: "admin"` (SPEC §4) makes an admin. A
+// `roles` claim is ignored: tokens from a shared identity provider meant for
+// other apps often carry one.
+func isAdmin(role, _ any) bool {
+	r, ok := role.(string)
+	return ok && r == "admin"
 }
 
 type ctxKey struct{}

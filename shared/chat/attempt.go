@@ -135,8 +135,12 @@ func (c *call) attempt(ctx context.Context, apiKey string) *outcome {
 		return &outcome{status: resp.StatusCode, class: classify(c.prov, resp.StatusCode, eb),
 			retryAfter: resp.Header.Get("Retry-After"), errBody: eb}
 	}
+	// After the headers, an upstream that goes silent for IdleTimeout is cut
+	// (the stream is then recorded as cut, the client's request ends).
+	idle := time.AfterFunc(x.idleTimeout(), cancel)
+	defer idle.Stop()
 	if c.req.Stream {
-		return c.relayStream(ctx, resp)
+		return c.relayStream(ctx, resp, func() { idle.Reset(x.idleTimeout()) })
 	}
 	return c.relayWhole(ctx, resp)
 }
@@ -181,7 +185,10 @@ func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
 		out.usage = openAIUsage(raw, "usage")
 	}
 	if err != nil {
-		return &outcome{class: routing.FailUnavailable, status: resp.StatusCode}
+		// The provider answered (and billed); only our translation failed:
+		// never fall back or trip the circuit for it.
+		return &outcome{class: routing.FailRequest, status: http.StatusBadGateway,
+			errBody: []byte(`{"error":{"type":"api_error","code":"provider_error","message":"the provider's answer could not be translated"}}`)}
 	}
 	h := c.w.Header()
 	h.Set("Content-Type", ct)
@@ -233,7 +240,7 @@ func (s *sseWriter) write(event string, data []byte) bool {
 
 // relayStream copies SSE events to the client as they arrive, translating
 // between protocols where needed and counting usage.
-func (c *call) relayStream(ctx context.Context, resp *http.Response) *outcome {
+func (c *call) relayStream(ctx context.Context, resp *http.Response, alive func()) *outcome {
 	out := &outcome{status: resp.StatusCode}
 	fl, _ := c.w.(http.Flusher)
 	sw := &sseWriter{c: c, out: out, flusher: fl, buf: make([]byte, 0, 1024)}
@@ -255,6 +262,7 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response) *outcome {
 			readErr = err
 			break
 		}
+		alive()
 		d, ok, err := relay(ev)
 		if !ok {
 			return c.clientGone(out)

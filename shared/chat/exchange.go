@@ -18,6 +18,7 @@ import (
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/usage"
 	"github.com/synthstack/byok/shared/vault"
+	"github.com/tidwall/sjson"
 )
 
 // Response headers (SPEC §8).
@@ -121,7 +122,8 @@ func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
 	plain, err := x.Keys.Open(ctx, vault.Context{UserID: c.userID, Provider: string(c.prov), KeyID: k.KeyID}, k.Ciphertext)
 	if err != nil {
 		c.setRouteHeaders(routing.RouteBYOK)
-		return routing.Next{}, err // fail closed: no upstream call
+		x.Circuit.Done(c.userID, string(c.prov)) // a probe that never ran must not hold the circuit
+		return routing.Next{}, err               // fail closed: no upstream call
 	}
 	c.setRouteHeaders(routing.RouteBYOK)
 	out := c.attempt(ctx, string(plain))
@@ -217,7 +219,15 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 	}
 	defer ticket.Release(context.WithoutCancel(ctx))
 	reserved := x.Prices.Credits(c.req.UpstreamModel, estIn, estOut)
-	if err := x.Ledger.Reserve(ctx, c.userID, c.ledgerID, reserved); err != nil {
+	bg := context.WithoutCancel(ctx)
+	// Reserve, settle and release never die with the client's connection: a
+	// reservation committed just as the client left must still be finished.
+	if err := x.Ledger.Reserve(bg, c.userID, c.ledgerID, reserved); err != nil {
+		if !isDuplicate(err) && !apperr.Is(err, apperr.PaymentRequired) {
+			// The outcome is unknown (storage failed mid-call): release, which
+			// is idempotent and does nothing if nothing was reserved.
+			_ = x.Ledger.Release(bg, c.userID, c.ledgerID, reserved, nil)
+		}
 		switch {
 		case isDuplicate(err):
 			return routing.Next{}, apperr.New(apperr.Conflict, "this Idempotency-Key was already used for a request that was charged")
@@ -231,9 +241,15 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 		}
 		return routing.Next{}, err
 	}
+	finished := false
+	defer func() {
+		if !finished { // a panic between reserve and settle: give the credits back
+			_ = x.Ledger.Release(bg, c.userID, c.ledgerID, reserved, nil)
+		}
+	}()
 	out := c.attempt(ctx, key)
+	finished = true
 	rec := c.record(routing.RouteCredits, c.req.UpstreamModel, out)
-	bg := context.WithoutCancel(ctx)
 	if out.ok || out.bytesSent { // charge what was delivered, a cut or abandoned stream too
 		actual := x.Prices.Credits(c.req.UpstreamModel, out.usage.input, out.usage.output)
 		rec.Credits = actual
@@ -296,7 +312,25 @@ func (c *call) passThrough(out *outcome) error {
 		reason := reasonOf(out.class, out.status, out.timedOut)
 		return apperr.New(apperr.ProviderError, "the %s provider could not be reached (%s)", c.prov, reason)
 	}
-	return &upstreamError{status: out.status, body: c.errorBodyFor(out)}
+	body := c.errorBodyFor(out)
+	if out.class == routing.FailAuth {
+		// Providers echo a masked form of the key (more than our hint):
+		// replace the message with our own.
+		body = authErrorBody(body, c.req.Op.anthropicCaller(), fmt.Sprintf("the %s provider refused your API key (%s): %s",
+			c.prov, c.key.Hint, reasonOf(out.class, out.status, false)))
+	}
+	return &upstreamError{status: out.status, body: body}
+}
+
+// authErrorBody sets error.message in an upstream error body.
+func authErrorBody(body []byte, anthropic bool, msg string) []byte {
+	if out, err := sjson.SetBytes(body, "error.message", msg); err == nil {
+		return out
+	}
+	if anthropic {
+		return []byte(`{"type":"error","error":{"type":"authentication_error","message":` + strconv.Quote(msg) + `}}`)
+	}
+	return []byte(`{"error":{"type":"authentication_error","code":"provider_unauthorized","message":` + strconv.Quote(msg) + `}}`)
 }
 
 // upstreamError is a provider's error answer relayed as it is.

@@ -75,6 +75,9 @@ type Executor struct {
 	// HeaderTimeout bounds the wait for an upstream's response headers
 	// (a stalled provider is an `unavailable` failure).
 	HeaderTimeout time.Duration
+	// IdleTimeout bounds the silence between two parts of an answer once
+	// the headers came (default 2 minutes).
+	IdleTimeout time.Duration
 	// DefaultCopilotModel is used by /v1/copilot/chat when none is given.
 	DefaultCopilotModel string
 	Log                 *slog.Logger
@@ -86,6 +89,13 @@ func (x *Executor) now() time.Time {
 		return x.Now()
 	}
 	return time.Now()
+}
+
+func (x *Executor) idleTimeout() time.Duration {
+	if x.IdleTimeout > 0 {
+		return x.IdleTimeout
+	}
+	return 2 * time.Minute
 }
 
 func (x *Executor) headerTimeout() time.Duration {
