@@ -365,3 +365,27 @@ func TestProtocolBadInput(t *testing.T) {
 		t.Fatalf("bad input charged %d credits", 1_000_000-bal)
 	}
 }
+
+// A 1 MiB upload on the credits route is reserved by duration (not by bytes
+// as tokens), fits a modest balance and is charged what the provider reports.
+func TestTranscriptionOnCredits(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setTier("carol", "free")
+	e.grant("carol", 100_000) // $1 of credits
+	ct, body := multipartBody(t, map[string]string{"model": "whisper-1", "response_format": "verbose_json"}, bytes.Repeat([]byte{0xFF, 0xFB}, 1<<19))
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/audio/transcriptions", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.token("carol", ""))
+	req.Header.Set("Content-Type", ct)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Byok-Route") != "credits" {
+		t.Fatalf("transcription on credits: %d %s", resp.StatusCode, raw)
+	}
+	if bal := e.balance("carol"); bal <= 0 || bal >= 100_000 {
+		t.Fatalf("balance after a transcription: %d (want charged, but not everything)", bal)
+	}
+}

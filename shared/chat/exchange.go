@@ -211,14 +211,22 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 	if key == "" {
 		return routing.Next{}, apperr.New(apperr.ServiceUnavailable, "platform credits are not available for %s models right now", c.prov)
 	}
-	estIn, estOut := credits.EstimateTokens(len(c.req.Body), c.req.MaxTokens)
+	estIn, estOut := c.estimate()
+	reserved := x.Prices.Credits(c.req.UpstreamModel, estIn, estOut)
+	// A balance that cannot cover the reservation means credits ran out:
+	// decide before the tier limits, which never apply to the BYOK route.
+	if c.user.Account == nil || c.user.Account.CreditBalance < reserved {
+		if next := routing.AfterCreditsRefused(c.in); next.Route == routing.RouteBYOK {
+			c.fallback = "credits_exhausted"
+			return next, nil
+		}
+	}
 	tier := tierOf(c.user.Account)
 	ticket, err := x.Limiter.Admit(ctx, c.userID, c.set.TierLimits[tier], estIn+estOut)
 	if err != nil {
 		return routing.Next{}, err
 	}
 	defer ticket.Release(context.WithoutCancel(ctx))
-	reserved := x.Prices.Credits(c.req.UpstreamModel, estIn, estOut)
 	bg := context.WithoutCancel(ctx)
 	// Reserve, settle and release never die with the client's connection: a
 	// reservation committed just as the client left must still be finished.
@@ -252,6 +260,9 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 	rec := c.record(routing.RouteCredits, c.req.UpstreamModel, out)
 	if out.ok || out.bytesSent { // charge what was delivered, a cut or abandoned stream too
 		actual := x.Prices.Credits(c.req.UpstreamModel, out.usage.input, out.usage.output)
+		if c.req.Op == opTranscription && out.usage.input == 0 {
+			actual = reserved // the answer reported no duration: charge the estimate
+		}
 		rec.Credits = actual
 		charged, err := x.Ledger.Settle(bg, c.userID, c.ledgerID, reserved, actual, rec.Meta())
 		if err != nil {
@@ -283,6 +294,17 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 			Message: "the platform's " + string(c.prov) + " capacity is busy; retry shortly"}
 	}
 	return routing.Next{}, apperr.New(apperr.ProviderError, "the %s provider failed (%s); you were not charged", c.prov, reasonOf(out.class, out.status, out.timedOut))
+}
+
+// estimate returns the tokens a request may use, for the reservation and the
+// tokens/day check. Transcription is priced per second of audio: the
+// estimate assumes a low 16 kbit/s bitrate (2,000 bytes per second) so long
+// files are not refused for want of credits they would never use.
+func (c *call) estimate() (in, out int64) {
+	if c.req.Op == opTranscription {
+		return max(1, int64(len(c.req.Body))/2000), 0
+	}
+	return credits.EstimateTokens(len(c.req.Body), c.req.MaxTokens)
 }
 
 func tierOf(a *store.Account) routing.Tier {
