@@ -1,16 +1,11 @@
 package app_test
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sns"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/synthstack/byok/shared/app"
 	"github.com/synthstack/byok/shared/awstest"
 	"github.com/synthstack/byok/shared/fakeprovider"
@@ -20,9 +15,8 @@ import (
 // the env's real SNS topic: every published event lands in it as its JSON
 // body, with the event_type message attribute.
 type eventQueue struct {
-	t   *testing.T
-	sqs *sqs.Client
-	url string
+	t *testing.T
+	q *awstest.Queue
 }
 
 // received is one delivered event.
@@ -48,74 +42,26 @@ type eventBody struct {
 // subscribeEvents points the app at the topic the bootstrap created
 // (SNS_TOPIC_ARN, then restart) and subscribes a fresh queue to it.
 func (e *testEnv) subscribeEvents() *eventQueue {
-	t := e.t
-	t.Helper()
-	ctx := context.Background()
-	prefix := e.vars["TABLE_PREFIX"]
-	top, err := e.clients.SNS.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(prefix + app.TopicName)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := &eventQueue{t: t, sqs: sqs.NewFromConfig(awstest.Config(t))}
-	qu, err := q.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(prefix + "events")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.url = aws.ToString(qu.QueueUrl)
-	attrs, err := q.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: qu.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.clients.SNS.Subscribe(ctx, &sns.SubscribeInput{
-		TopicArn: top.TopicArn, Protocol: aws.String("sqs"),
-		Endpoint:   aws.String(attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]),
-		Attributes: map[string]string{"RawMessageDelivery": "true"},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	e.vars["SNS_TOPIC_ARN"] = aws.ToString(top.TopicArn)
+	e.t.Helper()
+	q := awstest.SubscribeQueue(e.t, e.vars["TABLE_PREFIX"]+app.TopicName)
+	e.vars["SNS_TOPIC_ARN"] = q.TopicARN
 	e.restart()
-	return q
+	return &eventQueue{t: e.t, q: q}
 }
 
-// drain reads and deletes every message until the queue stays empty for
-// three polls in a row (about a second). Each body must be a well-formed
-// event whose type matches its attribute.
+// drain reads every delivered event; each body must be a well-formed event
+// whose type matches its attribute.
 func (q *eventQueue) drain() []received {
 	t := q.t
 	t.Helper()
-	ctx := context.Background()
 	var out []received
-	for empty := 0; empty < 3; {
-		r, err := q.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(q.url), MaxNumberOfMessages: 10,
-			MessageAttributeNames: []string{"All"},
-		})
-		if err != nil {
-			t.Fatal(err)
+	for _, m := range q.q.Drain(t) {
+		rec := received{Type: m.Type, Body: m.Body}
+		if err := json.Unmarshal([]byte(rec.Body), &rec.Ev); err != nil {
+			t.Fatalf("event body is not JSON: %v: %q", err, rec.Body)
 		}
-		if len(r.Messages) == 0 {
-			empty++
-			time.Sleep(300 * time.Millisecond) // SNS → SQS delivery may lag (LocalStack, AWS)
-			continue
-		}
-		empty = 0
-		for _, m := range r.Messages {
-			rec := received{Body: aws.ToString(m.Body)}
-			if a, ok := m.MessageAttributes["event_type"]; ok {
-				rec.Type = aws.ToString(a.StringValue)
-			}
-			if err := json.Unmarshal([]byte(rec.Body), &rec.Ev); err != nil {
-				t.Fatalf("event body is not JSON: %v: %q", err, rec.Body)
-			}
-			checkEventShape(t, rec)
-			out = append(out, rec)
-			if _, err := q.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(q.url), ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		checkEventShape(t, rec)
+		out = append(out, rec)
 	}
 	return out
 }

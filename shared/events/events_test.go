@@ -13,10 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/synthstack/byok/shared/awstest"
 	"github.com/synthstack/byok/shared/events"
 )
@@ -25,84 +22,20 @@ func TestMain(m *testing.M) { os.Exit(awstest.Main(m)) }
 
 // topicQueue is a real SNS topic on the emulator with an SQS queue
 // subscribed to it (raw delivery: the body is the event JSON and the
-// message attributes come through).
+// message attributes come through), and an SNS client to publish with.
 type topicQueue struct {
+	*awstest.Queue
 	sns      *sns.Client
-	sqs      *sqs.Client
 	topicARN string
-	queueURL string
 }
 
 func newTopicQueue(t *testing.T) *topicQueue {
 	t.Helper()
-	cfg := awstest.Config(t)
-	ctx := context.Background()
-	q := &topicQueue{sns: sns.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg)}
-	name := awstest.Prefix(t) + "events"
-	top, err := q.sns.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(name)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.topicARN = aws.ToString(top.TopicArn)
-	qu, err := q.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.queueURL = aws.ToString(qu.QueueUrl)
-	attrs, err := q.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: qu.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.sns.Subscribe(ctx, &sns.SubscribeInput{
-		TopicArn: top.TopicArn, Protocol: aws.String("sqs"),
-		Endpoint:   aws.String(attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]),
-		Attributes: map[string]string{"RawMessageDelivery": "true"},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return q
+	q := awstest.SubscribeQueue(t, awstest.Prefix(t)+"events")
+	return &topicQueue{Queue: q, sns: sns.NewFromConfig(awstest.Config(t)), topicARN: q.TopicARN}
 }
 
-type received struct {
-	Type string // the event_type message attribute
-	Body string
-}
-
-// drain reads and deletes messages until the queue stays empty for three
-// polls in a row (about a second).
-func (q *topicQueue) drain(t *testing.T) []received {
-	t.Helper()
-	ctx := context.Background()
-	var out []received
-	for empty := 0; empty < 3; {
-		r, err := q.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(q.queueURL), MaxNumberOfMessages: 10,
-			MessageAttributeNames: []string{"All"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(r.Messages) == 0 {
-			empty++
-			time.Sleep(300 * time.Millisecond) // SNS → SQS delivery may lag (LocalStack, AWS)
-			continue
-		}
-		empty = 0
-		for _, m := range r.Messages {
-			rec := received{Body: aws.ToString(m.Body)}
-			if a, ok := m.MessageAttributes["event_type"]; ok {
-				rec.Type = aws.ToString(a.StringValue)
-			}
-			out = append(out, rec)
-			if _, err := q.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(q.queueURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return out
-}
+func (q *topicQueue) drain(t *testing.T) []awstest.Message { return q.Drain(t) }
 
 type syncBuffer struct {
 	mu sync.Mutex
