@@ -46,6 +46,7 @@ type DynamoDB interface {
 	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	Scan(context.Context, *dynamodb.ScanInput, ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 }
 
 // Ledger row kinds.
@@ -682,4 +683,53 @@ func (l *Ledger) Sum(ctx context.Context, userID string) (int64, error) {
 		return 0, fmt.Errorf("credits: ledger sum overflows int64")
 	}
 	return total.Int64(), nil
+}
+
+// ReleaseStale gives back every reservation still held longer than
+// olderThan: a request whose Lambda was killed between reserve and settle
+// (timeout, crash) never finished it. Choose olderThan above the chat
+// function's timeout. Each release is the ordinary idempotent Release, so a
+// request that settles meanwhile is left alone. It returns how many
+// reservations it released.
+func (l *Ledger) ReleaseStale(ctx context.Context, olderThan time.Duration) (int, error) {
+	cutoff := l.now().UTC().Add(-olderThan).Format(time.RFC3339Nano)
+	released := 0
+	var start map[string]types.AttributeValue
+	for {
+		out, err := l.db.Scan(ctx, &dynamodb.ScanInput{
+			TableName:                aws.String(l.ledger),
+			FilterExpression:         aws.String("begins_with(#sk, :req) AND #st = :reserved AND #at < :cutoff"),
+			ExpressionAttributeNames: map[string]string{"#sk": store.AttrSK, "#st": "state", "#at": "at"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":req": store.S(skReqPrefix), ":reserved": store.S(stateReserved), ":cutoff": store.S(cutoff),
+			},
+			ExclusiveStartKey: start,
+		})
+		if err != nil {
+			return released, unavailable("scan stale reservations", err)
+		}
+		for _, it := range out.Items {
+			var r struct {
+				UserID    string `dynamodbav:"user_id"`
+				RequestID string `dynamodbav:"request_id"`
+				Reserved  int64  `dynamodbav:"reserved"`
+			}
+			if err := attributevalue.UnmarshalMap(it, &r); err != nil {
+				return released, fmt.Errorf("credits: decode reservation: %w", err)
+			}
+			err := l.Release(ctx, r.UserID, r.RequestID, r.Reserved, map[string]any{"reason": "stale_reservation"})
+			switch {
+			case err == nil:
+				released++
+			case errors.Is(err, ErrNoReservation):
+				// settled or released meanwhile
+			default:
+				return released, err
+			}
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return released, nil
+		}
+		start = out.LastEvaluatedKey
+	}
 }

@@ -417,3 +417,48 @@ func TestUnreachableStorageFailsClosed(t *testing.T) {
 		t.Fatalf("Balance: %v", err)
 	}
 }
+
+// A reservation never finished (its Lambda died) is given back by
+// ReleaseStale once older than the cut-off, exactly once; finished and
+// recent ones are left alone.
+func TestReleaseStaleReservations(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	clock := func() time.Time { return now }
+	l := NewLedger(e.db, e.prefix, func() time.Time { return clock() })
+	grant(t, l, "sam", 1000)
+	if err := l.Reserve(ctx, "sam", "orphan", 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reserve(ctx, "sam", "done", 50); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Settle(ctx, "sam", "done", 50, 30, nil); err != nil {
+		t.Fatal(err)
+	}
+	clock = func() time.Time { return now.Add(10 * time.Minute) }
+	if err := l.Reserve(ctx, "sam", "recent", 200); err != nil {
+		t.Fatal(err)
+	}
+	e.assertBalance(t, "sam", 1000-100-30-200)
+
+	// 10 minutes on: nothing is older than 20 minutes yet.
+	if n, err := l.ReleaseStale(ctx, 20*time.Minute); err != nil || n != 0 {
+		t.Fatalf("early sweep released %d (%v)", n, err)
+	}
+	// 25 minutes on: only the orphan (reserved at 0) is stale.
+	clock = func() time.Time { return now.Add(25 * time.Minute) }
+	if n, err := l.ReleaseStale(ctx, 20*time.Minute); err != nil || n != 1 {
+		t.Fatalf("sweep released %d (%v), want 1", n, err)
+	}
+	e.assertBalance(t, "sam", 1000-30-200)
+	if n, err := l.ReleaseStale(ctx, 20*time.Minute); err != nil || n != 0 {
+		t.Fatalf("second sweep released %d (%v), want 0", n, err)
+	}
+	// The request that still holds its reservation can settle normally.
+	if _, err := l.Settle(ctx, "sam", "recent", 200, 120, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.assertBalance(t, "sam", 1000-30-120)
+}
