@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/synthstack/byok/shared/app"
+	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/revalidate"
 )
@@ -40,10 +41,20 @@ func main() {
 		// stdout carries only the summary line.
 		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	r, err := newRunner(context.Background(), log)
+	r, ledger, err := newRunner(context.Background(), log)
 	if err != nil {
 		log.Error("start-up failed", "function", "revalidator", "err", err.Error())
 		os.Exit(1)
+	}
+	// After the key pass, give back credit reservations that a killed chat
+	// Lambda never finished (older than staleAfter, well above its timeout).
+	sweep := func(ctx context.Context) {
+		n, err := ledger.ReleaseStale(ctx, staleAfter)
+		if err != nil {
+			log.Error("stale reservation sweep failed", "err", err.Error(), "released", n)
+			return
+		}
+		log.Info("stale reservations released", "released", n)
 	}
 	if lambdaMode {
 		lambda.Start(func(ctx context.Context, _ events.CloudWatchEvent) (revalidate.Summary, error) {
@@ -54,12 +65,15 @@ func main() {
 				ctx, cancel = context.WithDeadline(ctx, dl.Add(-15*time.Second))
 				defer cancel()
 			}
-			return r.Run(ctx)
+			sum, err := r.Run(ctx)
+			sweep(ctx)
+			return sum, err
 		})
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	sum, err := r.Run(ctx)
+	sweep(ctx)
 	stop()
 	line, merr := json.Marshal(sum)
 	if merr != nil {
@@ -72,23 +86,28 @@ func main() {
 	}
 }
 
-// newRunner wires the runner from the environment, through shared/app.
-func newRunner(ctx context.Context, log *slog.Logger) (*revalidate.Runner, error) {
+// staleAfter is how old an unfinished credit reservation must be before the
+// sweep releases it: well above the chat function's 300 s timeout.
+const staleAfter = 20 * time.Minute
+
+// newRunner wires the runner and the credit ledger from the environment,
+// through shared/app.
+func newRunner(ctx context.Context, log *slog.Logger) (*revalidate.Runner, *credits.Ledger, error) {
 	a, _, err := app.FromEnv(ctx, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if a.VaultErr != nil {
-		return nil, fmt.Errorf("stored keys cannot be opened: %w", a.VaultErr)
+		return nil, nil, fmt.Errorf("stored keys cannot be opened: %w", a.VaultErr)
 	}
 	conc, err := intEnv("REVALIDATE_CONCURRENCY", revalidate.DefaultConcurrency)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	timeout := revalidate.DefaultPerKeyTimeout
 	if s := app.Getenv("REVALIDATE_KEY_TIMEOUT"); s != "" {
 		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 {
-			return nil, errors.New("REVALIDATE_KEY_TIMEOUT must be a positive duration such as 15s")
+			return nil, nil, errors.New("REVALIDATE_KEY_TIMEOUT must be a positive duration such as 15s")
 		}
 	}
 	// The validator's own client keeps one idle connection per worker, so a
@@ -105,7 +124,7 @@ func newRunner(ctx context.Context, log *slog.Logger) (*revalidate.Runner, error
 		Concurrency:   conc,
 		PerKeyTimeout: timeout,
 		Log:           log,
-	}, nil
+	}, a.Ledger, nil
 }
 
 func intEnv(name string, def int) (int, error) {

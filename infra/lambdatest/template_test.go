@@ -895,9 +895,12 @@ func TestLeastPrivilege(t *testing.T) {
 		// shared/revalidate: store.ScanKeys (parallel Scan), store.GetAccount
 		// (GetItem), keys.Service.Record -> store.UpdateKeyStatus (conditional
 		// UpdateItem) and the transition event (sns:Publish); vault.Open
-		// (kms:Decrypt). It never writes a new row or touches the other tables.
+		// (kms:Decrypt). Then credits.Ledger.ReleaseStale: Scan of the ledger,
+		// Release transactions (account UpdateItem, REQ# UpdateItem, ledger row
+		// PutItem) and GetItem of the request state on a conflict.
 		logicalID(fnRevalidator): slices.Concat(
 			on(table, "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"),
+			on(ledger, "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"),
 			on(key, "kms:Decrypt"),
 			on(topic, "sns:Publish")),
 	}
