@@ -259,7 +259,7 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 	finished = true
 	rec := c.record(routing.RouteCredits, c.req.UpstreamModel, out)
 	if out.ok || out.bytesSent { // charge what was delivered, a cut or abandoned stream too
-		actual := x.Prices.Credits(c.req.UpstreamModel, out.usage.input, out.usage.output)
+		actual := x.Prices.CreditsWithCache(c.req.UpstreamModel, out.usage.input, out.usage.cacheRead, out.usage.output)
 		if c.req.Op == opTranscription && out.usage.input == 0 {
 			actual = reserved // the answer reported no duration: charge the estimate
 		}

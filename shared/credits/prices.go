@@ -123,6 +123,36 @@ func (p PriceTable) Credits(model string, inTok, outTok int64) int64 {
 	return max(c, 1)
 }
 
+// cachedInputShare is the share of the input price that cached input is
+// billed at (public list prices): Anthropic cache reads 10 %, OpenAI cached
+// input 50 %.
+func cachedInputShare(model string) float64 {
+	m := strings.ToLower(model)
+	if i := strings.LastIndexByte(m, '/'); i >= 0 {
+		m = m[i+1:]
+	}
+	if strings.HasPrefix(m, "claude") {
+		return 0.1
+	}
+	return 0.5
+}
+
+// CreditsWithCache is Credits where cacheRead of the inTok input tokens were
+// served from the provider's prompt cache and are billed at the cached-input
+// price. Rounded up, at least 1.
+func (p PriceTable) CreditsWithCache(model string, inTok, cacheRead, outTok int64) int64 {
+	pr, _ := p.Lookup(model)
+	inTok, outTok = max(inTok, 0), max(outTok, 0)
+	cacheRead = min(max(cacheRead, 0), inTok)
+	cached := int64(math.Ceil(float64(cacheRead) * float64(pr.InputPer1K) * cachedInputShare(model)))
+	milli := satAdd(satAdd(satMul(inTok-cacheRead, pr.InputPer1K), cached), satMul(outTok, pr.OutputPer1K))
+	c := milli / 1000
+	if milli%1000 != 0 {
+		c++
+	}
+	return max(c, 1)
+}
+
 // CostUSD returns the estimated list-price cost of the tokens in USD.
 func (p PriceTable) CostUSD(model string, inTok, outTok int64) float64 {
 	pr, _ := p.Lookup(model)
