@@ -90,3 +90,41 @@ func TestStalledStreamIsCut(t *testing.T) {
 	}
 	waitFor(t, "the upstream call to be cancelled", func() bool { return e.fake.Cancelled() > 0 })
 }
+
+// SPEC §7: a downgrade below premium keeps the key (encrypted) but BYOK stops
+// being used; an upgrade re-enables it.
+func TestDowngradeKeepsKeysUpgradeReenables(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setTier("dana", "premium")
+	e.grant("dana", 1_000_000)
+	key := openAIKey(t)
+	e.saveKey("dana", "openai", key)
+	tok := e.token("dana", "")
+	body := string(chatBody("gpt-4o-mini", 10, "x"))
+	route := func() string {
+		t.Helper()
+		r := e.do("POST", "/v1/chat/completions", tok, body)
+		if r.Status != 200 {
+			t.Fatalf("chat: %d %s", r.Status, r.Body)
+		}
+		return r.Header.Get("X-Byok-Route")
+	}
+	if got := route(); got != "byok" {
+		t.Fatalf("premium: route %s", got)
+	}
+	e.setTier("dana", "starter")
+	if got := route(); got != "credits" {
+		t.Fatalf("after downgrade: route %s, want credits", got)
+	}
+	if e.keyItem("dana", "openai") == nil {
+		t.Fatal("downgrade deleted the key")
+	}
+	ks := keysByProvider(t, e.do("GET", "/v1/keys", tok, nil))
+	if ks["openai"]["configured"] != true || e.do("GET", "/v1/keys", tok, nil).json(t)["routing"].(map[string]any)["byok_eligible"] != false {
+		t.Fatalf("after downgrade: %v", ks["openai"])
+	}
+	e.setTier("dana", "lifetime")
+	if got := route(); got != "byok" {
+		t.Fatalf("after upgrade: route %s, want byok", got)
+	}
+}
