@@ -76,7 +76,9 @@ func checkEventShape(t *testing.T, r received) {
 	if ev.UserID == "" || ev.Provider == "" || ev.DetectedBy == "" || ev.Subject == "" || ev.Text == "" || ev.Reason == "" && r.Type == "byok.key_invalid" {
 		t.Errorf("event lacks a field: %s", r.Body)
 	}
-	if !strings.HasPrefix(ev.Hint, "sk-...") || len(ev.Hint) != len("sk-...")+7 {
+	// A warning about the platform credit balance concerns no key: no hint.
+	creditWarning := r.Type == "byok.quota_warning" && strings.Contains(ev.Reason, "credit balance")
+	if !creditWarning && (!strings.HasPrefix(ev.Hint, "sk-...") || len(ev.Hint) != len("sk-...")+7) {
 		t.Errorf("event hint %q is not a hint: %s", ev.Hint, r.Body)
 	}
 	if _, err := time.Parse(time.RFC3339Nano, ev.At); err != nil {
@@ -236,5 +238,53 @@ func TestFailedPublishNeverFailsRequest(t *testing.T) {
 	}
 	if n := strings.Count(e.logs.String(), "event publish failed"); n != 3 {
 		t.Fatalf("%d publish failures logged, want 3 (save, test, use):\n%s", n, e.logs.String())
+	}
+}
+
+// SPEC §9: byok.quota_warning when a credit balance falls below 10 % of the
+// last grant (once a day), and when the provider reports the user's own
+// quota exhausted.
+func TestQuotaWarnings(t *testing.T) {
+	e := newEnv(t, nil)
+	q := e.subscribeEvents()
+	e.setTier("quinn", "free")
+	e.grant("quinn", 1000)
+	// The upstream reports 60,000 input tokens: ~900 credits of gpt-4o-mini.
+	e.fake.SetKey(internalOpenAIKey, fakeprovider.Behavior{Usage: &fakeprovider.Usage{Input: 60_000, Output: 1}})
+	tok := e.token("quinn", "")
+	if r := e.do("POST", "/v1/chat/completions", tok, string(chatBody("gpt-4o-mini", 10, "x"))); r.Status != 200 {
+		t.Fatalf("chat: %d %s", r.Status, r.Body)
+	}
+	if bal := e.balance("quinn"); bal >= 100 {
+		t.Fatalf("balance %d, want below 10%% of the grant", bal)
+	}
+	var warnings int
+	for _, m := range q.drain() {
+		if m.Type == "byok.quota_warning" && m.Ev.UserID == "quinn" {
+			warnings++
+		}
+	}
+	if warnings != 1 {
+		t.Fatalf("%d quota warnings for a balance below 10%%, want 1", warnings)
+	}
+
+	// The user's own key reports its quota exhausted (BYOK, byok_first, credits to fall back on).
+	e.setTier("rita", "premium")
+	e.grant("rita", 1_000_000)
+	key := openAIKey(t)
+	e.saveKey("rita", "openai", key)
+	q.drain()
+	e.fake.SetKey(key, fakeprovider.InsufficientQuota())
+	if r := e.do("POST", "/v1/chat/completions", e.token("rita", ""), string(chatBody("gpt-4o-mini", 10, "x"))); r.Status != 200 || r.Header.Get("X-Byok-Fallback") != "quota_exceeded" {
+		t.Fatalf("quota fallback: %d %v", r.Status, r.Header)
+	}
+	got := map[string]int{}
+	for _, m := range q.drain() {
+		if m.Ev.UserID == "rita" {
+			got[m.Type]++
+		}
+	}
+	if got["byok.quota_warning"] != 1 || got["byok.fallback"] != 1 {
+		t.Fatalf("events after the user's quota ran out: %v", got)
 	}
 }

@@ -132,8 +132,13 @@ func Describe(e Event) (subject, text string) {
 		return fmt.Sprintf("Your %s requests fell back to platform credits", e.Provider),
 			fmt.Sprintf("A request with %s failed (%s), so it was served with platform credits instead.", key, e.Reason)
 	case QuotaWarning:
-		return "Your quota is running low",
-			fmt.Sprintf("Your quota is running low (%s). Add credits or check your %s account.", e.Reason, e.Provider)
+		if e.Hint == "" { // the platform credit balance, not a key
+			return "Your platform credits are running low",
+				fmt.Sprintf("Your platform credits are running low: %s. Add credits, or add your own API keys to keep working without them.", e.Reason)
+		}
+		return fmt.Sprintf("Your %s account is out of quota", e.Provider),
+			fmt.Sprintf("Your %s API key (%s) was refused for quota or billing reasons: %s. Add funds or raise the limit in your %s account; meanwhile requests may use platform credits.",
+				e.Provider, e.Hint, e.Reason, e.Provider)
 	}
 	return e.Type, e.Type
 }
