@@ -35,7 +35,7 @@ type call struct {
 	start    time.Time
 	userID   string
 	endpoint string
-	req      *chatRequest
+	req      *apiRequest
 	prov     provider.Name
 	set      routing.Settings
 	user     store.User

@@ -53,9 +53,6 @@ type apiRequest struct {
 	Header http.Header
 }
 
-// chatRequest is the historical name used by the chat paths.
-type chatRequest = apiRequest
-
 func jsonRoot(body []byte) (gjson.Result, error) {
 	if len(body) == 0 {
 		return gjson.Result{}, apperr.New(apperr.InvalidRequest, "request body is empty; a JSON object is required")
@@ -119,7 +116,7 @@ func parseChatRequest(body []byte) (*apiRequest, error) {
 	}
 	req := &apiRequest{Op: opChat, Body: body, Model: model}
 	m := root.Get("messages")
-	if !m.IsArray() || len(m.Array()) == 0 {
+	if !m.IsArray() || !m.Get("0").Exists() {
 		return nil, apperr.New(apperr.InvalidRequest, "field \"messages\" must be a non-empty array")
 	}
 	if req.Stream, err = streamField(root); err != nil {
@@ -152,7 +149,7 @@ func parseMessagesRequest(body []byte, h http.Header) (*apiRequest, error) {
 	}
 	req := &apiRequest{Op: opMessages, Body: body, Model: model, Header: http.Header{}}
 	m := root.Get("messages")
-	if !m.IsArray() || len(m.Array()) == 0 {
+	if !m.IsArray() || !m.Get("0").Exists() {
 		return nil, apperr.New(apperr.InvalidRequest, "field \"messages\" must be a non-empty array")
 	}
 	if req.MaxTokens, err = positiveInt(root, "max_tokens"); err != nil {
@@ -183,7 +180,7 @@ func parseEmbeddingsRequest(body []byte) (*apiRequest, error) {
 		return nil, err
 	}
 	in := root.Get("input")
-	if !in.Exists() || (in.Type != gjson.String && !in.IsArray()) || (in.IsArray() && len(in.Array()) == 0) || (in.Type == gjson.String && in.Str == "") {
+	if !in.Exists() || (in.Type != gjson.String && !in.IsArray()) || (in.IsArray() && !in.Get("0").Exists()) || (in.Type == gjson.String && in.Str == "") {
 		return nil, apperr.New(apperr.InvalidRequest, "field \"input\" must be a non-empty string or array")
 	}
 	return &apiRequest{Op: opEmbeddings, Body: body, Model: model}, nil
