@@ -22,35 +22,9 @@ import (
 	"github.com/synthstack/byok/shared/fakeprovider"
 )
 
-// serialTransport sends one request at a time to the emulator. moto is not
-// safe under concurrent DynamoDB transactions (a failed transaction restores
-// a snapshot taken before it began, undoing others that committed meanwhile),
-// so the concurrency tests serialise the wire while our handlers still race
-// between calls. Real DynamoDB needs no such thing.
-type serialTransport struct {
-	mu   sync.Mutex
-	next http.RoundTripper
-}
-
-func (s *serialTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	resp, err := s.next.RoundTrip(r)
-	if err != nil {
-		return nil, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	return resp, nil
-}
-
 func (e *testEnv) serialiseAWS() {
 	cfg := awstest.Config(e.t)
-	cfg.HTTPClient = &http.Client{Transport: &serialTransport{next: http.DefaultTransport.(*http.Transport).Clone()}}
+	cfg.HTTPClient = awstest.SerialHTTPClient() // moto is not atomic across concurrent transactions
 	e.startWith(app.NewClients(cfg))
 }
 

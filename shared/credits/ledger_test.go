@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -27,31 +26,10 @@ type env struct {
 	prefix string
 }
 
-// serialTransport sends one request at a time to the emulator. moto_server
-// runs each request on its own thread and is not atomic across them: a
-// cancelled TransactWriteItems restores a deep copy of the tables taken
-// before it began, erasing a transaction that committed meanwhile (seen as
-// two winners for one request id and a balance moved with no ledger row).
-// DynamoDB itself serialises transactions; serialising the HTTP calls gives
-// the emulator that guarantee while the goroutines still race in the ledger
-// code between calls.
-type serialTransport struct {
-	mu sync.Mutex
-	rt http.RoundTripper
-}
-
-func (s *serialTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rt.RoundTrip(r) // moto answers only once the operation is done
-}
-
-var emulatorHTTP = &http.Client{Transport: &serialTransport{rt: http.DefaultTransport.(*http.Transport).Clone()}}
-
 func newEnv(t *testing.T) env {
 	t.Helper()
 	db := dynamodb.NewFromConfig(awstest.Config(t), func(o *dynamodb.Options) {
-		o.HTTPClient = emulatorHTTP
+		o.HTTPClient = awstest.SerialHTTPClient()
 		// moto's x-amz-crc32 on error responses does not match: skip the
 		// check so the SDK does not log a warning per refused transaction.
 		o.DisableValidateResponseChecksum = true

@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -21,23 +20,6 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(awstest.Main(m)) }
-
-// serialTransport sends one request at a time to the emulator: moto_server
-// handles requests on concurrent threads without making a conditional
-// write atomic against the others, which DynamoDB guarantees. The
-// goroutines still race in the limiter between calls.
-type serialTransport struct {
-	mu sync.Mutex
-	rt http.RoundTripper
-}
-
-func (s *serialTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rt.RoundTrip(r) // moto answers only once the operation is done
-}
-
-var emulatorHTTP = &http.Client{Transport: &serialTransport{rt: http.DefaultTransport.(*http.Transport).Clone()}}
 
 // clock is a controllable now.
 type clock struct{ ns atomic.Int64 }
@@ -69,7 +51,7 @@ type env struct {
 func newEnv(t *testing.T, slotTTL time.Duration) env {
 	t.Helper()
 	db := dynamodb.NewFromConfig(awstest.Config(t), func(o *dynamodb.Options) {
-		o.HTTPClient = emulatorHTTP
+		o.HTTPClient = awstest.SerialHTTPClient()
 		o.DisableValidateResponseChecksum = true // moto's crc32 on error responses is off
 	})
 	prefix := awstest.Prefix(t)
