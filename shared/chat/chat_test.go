@@ -111,6 +111,19 @@ func TestCircuit(t *testing.T) {
 	if c.Open("u", "openai") || c.Open("u", "openai") {
 		t.Fatal("success did not close")
 	}
+	// A probe that never reports expires: the circuit cannot stay open for good.
+	c.Failure("u", "openai")
+	now = now.Add(61 * time.Second)
+	if c.Open("u", "openai") {
+		t.Fatal("no probe")
+	}
+	if !c.Open("u", "openai") {
+		t.Fatal("second request during the probe")
+	}
+	now = now.Add(61 * time.Second)
+	if c.Open("u", "openai") {
+		t.Fatal("a probe that never reported held the circuit open")
+	}
 }
 
 func TestParseChatRequest(t *testing.T) {

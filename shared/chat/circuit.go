@@ -20,6 +20,7 @@ type Circuit struct {
 type circuitState struct {
 	openedAt time.Time
 	probing  bool
+	probeAt  time.Time
 }
 
 // NewCircuit returns a circuit with the given open period (60 s by default).
@@ -45,13 +46,17 @@ func (c *Circuit) Open(user, prov string) bool {
 	if !ok {
 		return false
 	}
-	if c.now().Sub(st.openedAt) < c.openFor {
+	now := c.now()
+	if now.Sub(st.openedAt) < c.openFor {
 		return true
 	}
-	if st.probing {
+	// A probe that never reported (its request died, panicked or could not
+	// open the key) expires after the same period, so the circuit can never
+	// stay open for good.
+	if st.probing && now.Sub(st.probeAt) < c.openFor {
 		return true
 	}
-	st.probing = true
+	st.probing, st.probeAt = true, now
 	return false
 }
 
