@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,8 +125,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 	}
 	v, verr := NewVault(cfg, c)
 	if verr != nil {
-		log.Error("key encryption is not configured; saving keys is refused until it is", "err", verr.Error())
-		v = vault.Disabled(verr)
+		v = vault.Disabled(verr) // Handler reports it for the functions that use keys
 	}
 	var pub events.Publisher = events.Nop{}
 	if cfg.SNSTopicARN != "" && c.SNS != nil {
@@ -200,17 +200,7 @@ func Functions() []string { return []string{FnKeys, FnValidate, FnAdmin, FnChat,
 
 // register adds the routes of the named functions (all when names is empty).
 func (a *App) register(mux httpx.Router, names ...string) {
-	has := func(n string) bool {
-		if len(names) == 0 {
-			return true
-		}
-		for _, x := range names {
-			if x == n {
-				return true
-			}
-		}
-		return false
-	}
+	has := func(n string) bool { return len(names) == 0 || slices.Contains(names, n) }
 	if has(FnKeys) {
 		a.Keys.RegisterKeys(mux)
 	}
@@ -245,6 +235,11 @@ func Routes() map[string][]string {
 // Handler returns the HTTP handler serving the routes of the named functions
 // (all of them when names is empty), behind request ids, logging and auth.
 func (a *App) Handler(names ...string) http.Handler {
+	if a.VaultErr != nil && (len(names) == 0 || slices.ContainsFunc(names, func(n string) bool {
+		return n == FnKeys || n == FnValidate || n == FnChat
+	})) {
+		a.Log.Error("key encryption is not configured; saving and using keys is refused until it is", "err", a.VaultErr.Error())
+	}
 	mux := http.NewServeMux()
 	a.register(mux, names...)
 	mux.Handle("/", httpx.NotFoundHandler())
