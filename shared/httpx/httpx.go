@@ -33,7 +33,21 @@ type ctxKey int
 const (
 	requestIDKey ctxKey = iota
 	loggerKey
+	nonceKey
 )
+
+// RequestNonce returns the id the server made for this request alone ("" if
+// none). Unlike the request id it never comes from the client, so it can
+// prove which request wrote something (the owner of a credit reservation).
+func RequestNonce(ctx context.Context) string {
+	id, _ := ctx.Value(nonceKey).(string)
+	return id
+}
+
+// WithRequestNonce stores the server-made id of this request in ctx.
+func WithRequestNonce(ctx context.Context, nonce string) context.Context {
+	return context.WithValue(ctx, nonceKey, nonce)
+}
 
 // RequestID returns the request id stored in ctx ("" if none).
 func RequestID(ctx context.Context) string {
@@ -125,7 +139,7 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 				id = NewID()
 			}
 		}
-		ctx := WithRequestID(r.Context(), log, id)
+		ctx := WithRequestNonce(WithRequestID(r.Context(), log, id), NewID())
 		r = r.WithContext(ctx)
 		w.Header().Set(RequestIDHeader, id)
 		rec := &statusRecorder{ResponseWriter: w}
