@@ -139,6 +139,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 	// redirects and would send a key elsewhere.
 	upstreamClient := &http.Client{Transport: upstream, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	ledger := credits.NewLedger(c.DynamoDB, cfg.TablePrefix, nil)
+	ledger.Log = log
 	keySvc := &keys.Service{
 		Store: st, Sealer: v, Validator: provider.NewValidator(httpClient, cfg.Endpoints, 10*time.Second),
 		Events: pub, DefaultMode: cfg.DefaultMode, Log: log,

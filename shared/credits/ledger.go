@@ -507,9 +507,10 @@ func (l *Ledger) finished(ctx context.Context, userID, requestID, owner, state s
 
 // Release gives back the whole reservation of requestID (the upstream call
 // failed), as the request that made it. It is idempotent for its owner:
-// releasing a released or settled request id does nothing. Storage errors
-// are retried within SettleWithin; a release that still fails is left to
-// the stale sweep, which refunds it.
+// releasing a released or settled request id does nothing. It does not
+// retry storage errors: it runs before an error answer the client is
+// waiting for, and a release that fails is done by the stale sweep, which
+// refunds a reservation never marked delivered.
 func (l *Ledger) Release(ctx context.Context, userID, requestID string, reserved int64, meta map[string]any) error {
 	if err := checkIDs(userID, requestID); err != nil {
 		return err
@@ -518,26 +519,15 @@ func (l *Ledger) Release(ctx context.Context, userID, requestID string, reserved
 		return fmt.Errorf("credits: release amount must not be negative, got %d", reserved)
 	}
 	owner := ownerOf(ctx)
-	ctx, cancel := context.WithTimeout(ctx, l.settleWithin())
-	defer cancel()
-	for wait := 50 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
-		err := l.finish(ctx, userID, requestID, owner, reserved, reserved, 0, 0, stateReleased, KindRelease, meta, "")
-		if err == nil {
-			return nil
-		}
-		if c, ok := cancellation(err); ok && c.failed[1] {
-			_, err := l.finished(ctx, userID, requestID, owner, stateReleased)
-			return err
-		}
-		if !transient(err) {
-			return unavailable("release", err)
-		}
-		select {
-		case <-ctx.Done():
-			return unavailable("release", err)
-		case <-time.After(wait):
-		}
+	err := l.finish(ctx, userID, requestID, owner, reserved, reserved, 0, 0, stateReleased, KindRelease, meta, "")
+	if err == nil {
+		return nil
 	}
+	if c, ok := cancellation(err); ok && c.failed[1] {
+		_, err := l.finished(ctx, userID, requestID, owner, stateReleased)
+		return err
+	}
+	return unavailable("release", err)
 }
 
 // MarkDelivered records that requestID's answer started reaching the
