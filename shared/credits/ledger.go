@@ -638,7 +638,8 @@ func (l *Ledger) requestState(ctx context.Context, userID, requestID string) (re
 // creates the account row (tier free) if missing and keeps every other
 // attribute of an existing one; a positive grant sets last_grant. The same
 // idempotencyKey never moves credits twice: a replay returns replayed=true
-// and the current balance. An empty key makes the grant non-idempotent.
+// and the current balance; the same key with a different amount or reason
+// is an apperr Conflict. An empty key makes the grant non-idempotent.
 // The balance returned is read right after the movement.
 func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amount int64, reason string) (int64, bool, error) {
 	if idempotencyKey == "" {
@@ -703,6 +704,9 @@ func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amoun
 		c, ok := cancellation(err)
 		switch {
 		case ok && c.failed[1]:
+			if err := l.sameGrant(ctx, userID, idempotencyKey, amount, reason); err != nil {
+				return 0, false, err
+			}
 			bal, berr := l.Balance(ctx, userID)
 			return bal, true, berr
 		case ok && c.failed[0]:
@@ -716,6 +720,31 @@ func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amoun
 	}
 	bal, err := l.Balance(ctx, userID)
 	return bal, false, err
+}
+
+// sameGrant checks that a replayed idempotency key asks for the movement it
+// made the first time: a different amount or reason is a conflict, not a
+// replay (the admin meant another grant and must use another key).
+func (l *Ledger) sameGrant(ctx context.Context, userID, key string, amount int64, reason string) error {
+	out, err := l.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(l.ledger),
+		Key:            store.Key(store.UserPK(userID), skGrantPrefix+key),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return unavailable("read grant", err)
+	}
+	var g struct {
+		Amount int64  `dynamodbav:"amount"`
+		Reason string `dynamodbav:"reason"`
+	}
+	if err := attributevalue.UnmarshalMap(out.Item, &g); err != nil {
+		return fmt.Errorf("credits: decode grant: %w", err)
+	}
+	if g.Amount != amount || g.Reason != reason {
+		return apperr.New(apperr.Conflict, "this Idempotency-Key was already used for a grant of %d credits with another reason or amount; use a new key for a different grant", g.Amount)
+	}
+	return nil
 }
 
 // Balance returns userID's credit balance (0 without an account), read

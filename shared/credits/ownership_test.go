@@ -173,3 +173,26 @@ func TestStaleSweepSettlesDeliveredReservations(t *testing.T) {
 		t.Fatalf("sweep outcomes %v", kinds)
 	}
 }
+
+// A grant replayed with the same Idempotency-Key is a replay only when it
+// asks for the same movement; a different amount or reason is a conflict.
+func TestGrantReplayWithDifferentAmountConflicts(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, _, err := e.l.Grant(ctx, "u-g", "g1", 100, "welcome"); err != nil {
+		t.Fatal(err)
+	}
+	bal, replayed, err := e.l.Grant(ctx, "u-g", "g1", 100, "welcome")
+	if err != nil || !replayed || bal != 100 {
+		t.Fatalf("same replay: %d %v %v", bal, replayed, err)
+	}
+	for _, c := range []struct {
+		amount int64
+		reason string
+	}{{500, "welcome"}, {100, "other"}, {-100, "welcome"}} {
+		if _, _, err := e.l.Grant(ctx, "u-g", "g1", c.amount, c.reason); !apperr.Is(err, apperr.Conflict) {
+			t.Fatalf("replay with %d %q: %v, want Conflict", c.amount, c.reason, err)
+		}
+	}
+	e.assertBalance(t, "u-g", 100)
+}
