@@ -191,6 +191,43 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	}})
 }
 
+// WriteAnthropicError writes err in the Anthropic error shape
+// ({"type":"error","error":{"type","message",...}}) carrying the envelope's
+// fields, as every error on /v1/messages is: the Anthropic SDKs surface only
+// that shape's message. 402, 413 and 503 take Anthropic's own error types.
+func WriteAnthropicError(w http.ResponseWriter, r *http.Request, err error) {
+	code, msg, retry := apperr.Public(err)
+	status := apperr.Status(code)
+	log := Logger(r.Context(), slog.Default())
+	if status >= 500 {
+		log.Error("request failed", "code", string(code), "err", err.Error())
+	} else {
+		log.Info("request refused", "code", string(code), "message", msg)
+	}
+	if retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+	}
+	typ := apperr.Type(code)
+	switch status {
+	case http.StatusPaymentRequired:
+		typ = "billing_error"
+	case http.StatusServiceUnavailable:
+		typ = "overloaded_error"
+	case http.StatusRequestEntityTooLarge:
+		typ = "request_too_large"
+	}
+	rid := RequestID(r.Context())
+	WriteJSON(w, status, anthropicErrorBody{Type: "error", RequestID: rid, Error: errorDetail{
+		Type: typ, Code: string(code), Message: msg, RequestID: rid,
+	}})
+}
+
+type anthropicErrorBody struct {
+	Type      string      `json:"type"`
+	Error     errorDetail `json:"error"`
+	RequestID string      `json:"request_id"`
+}
+
 // WriteJSON writes v as JSON with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
