@@ -93,7 +93,7 @@ const staleAfter = 20 * time.Minute
 // newRunner wires the runner and the credit ledger from the environment,
 // through shared/app.
 func newRunner(ctx context.Context, log *slog.Logger) (*revalidate.Runner, *credits.Ledger, error) {
-	a, _, err := app.FromEnv(ctx, log)
+	a, _, err := app.FromEnv(ctx, log, app.WithoutVerifier()) // it serves no request: auth settings never stop it
 	if err != nil {
 		return nil, nil, err
 	}
