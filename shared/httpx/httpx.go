@@ -97,6 +97,15 @@ type statusRecorder struct {
 	bytes  int64
 }
 
+// StatusClientGone is the status logged for a request whose client went
+// away before its answer (nginx's 499): not an error of ours.
+const StatusClientGone = 499
+
+// ClientGone reports whether r's client went away (its connection closed or
+// the request was cancelled): an error met now is a consequence, logged as
+// such, never as an internal error.
+func ClientGone(r *http.Request) bool { return errors.Is(r.Context().Err(), context.Canceled) }
+
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
@@ -154,8 +163,17 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 					WriteError(rec, r, apperr.New(apperr.Internal, "internal error"))
 				}
 			}
-			l.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-				"bytes", rec.bytes, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+			status, attrs := rec.status, []any{}
+			if ClientGone(r) {
+				// Nothing (or only our reaction to the cancellation) was
+				// sent: the client left, which is not a failure of ours.
+				if status == 0 || status >= 500 {
+					status = StatusClientGone
+				}
+				attrs = append(attrs, "client_gone", true)
+			}
+			l.Info("request", append([]any{"method", r.Method, "path", r.URL.Path, "status", status,
+				"bytes", rec.bytes, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}, attrs...)...)
 		}()
 		next.ServeHTTP(rec, r)
 	})
@@ -174,7 +192,13 @@ type errorDetail struct {
 
 // WriteError writes err in the SPEC §12 envelope. Non-application errors are
 // logged with their cause and sent as a generic 500.
+//
+// When the client already went away, nothing is written and the error is
+// logged as a consequence of that (the access line says 499).
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	if clientGoneNote(r, err) {
+		return
+	}
 	code, msg, retry := apperr.Public(err)
 	status := apperr.Status(code)
 	log := Logger(r.Context(), slog.Default())
@@ -196,6 +220,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 // fields, as every error on /v1/messages is: the Anthropic SDKs surface only
 // that shape's message. 402, 413 and 503 take Anthropic's own error types.
 func WriteAnthropicError(w http.ResponseWriter, r *http.Request, err error) {
+	if clientGoneNote(r, err) {
+		return
+	}
 	code, msg, retry := apperr.Public(err)
 	status := apperr.Status(code)
 	log := Logger(r.Context(), slog.Default())
@@ -226,6 +253,17 @@ type anthropicErrorBody struct {
 	Type      string      `json:"type"`
 	Error     errorDetail `json:"error"`
 	RequestID string      `json:"request_id"`
+}
+
+// clientGoneNote logs err as the consequence of a departed client and
+// reports true when r's client went away (nobody is left to answer).
+func clientGoneNote(r *http.Request, err error) bool {
+	if !ClientGone(r) {
+		return false
+	}
+	code, _, _ := apperr.Public(err)
+	Logger(r.Context(), slog.Default()).Info("client went away; request abandoned", "code", string(code), "err", err.Error())
+	return true
 }
 
 // WriteJSON writes v as JSON with status.
