@@ -299,8 +299,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if err := v.checkClaims(&c); err != nil {
 		return Principal{}, err
 	}
-	sub, err := strconv.Unquote(string(c.Sub))
-	if len(c.Sub) == 0 || c.Sub[0] != '"' || err != nil || sub == "" {
+	sub, ok := jsonString(c.Sub)
+	if !ok || sub == "" {
 		return Principal{}, unauthorized("token has no subject (sub) string")
 	}
 	if !ValidUserID(sub) {
@@ -364,6 +364,21 @@ func (v *Verifier) checkSignature(ctx context.Context, hdr header, signing strin
 	return nil
 }
 
+// jsonString decodes raw when it is a JSON string.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 { // no escapes: the text between the quotes (json.Unmarshal validated it)
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
 // numericDate parses a NumericDate claim: a JSON number, never a string.
 func numericDate(raw json.RawMessage) (float64, bool) {
 	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
@@ -410,7 +425,7 @@ func (v *Verifier) checkClaims(c *tokenClaims) error {
 		}
 	}
 	if v.issuer != "" {
-		if iss, err := strconv.Unquote(string(c.Iss)); err != nil || iss != v.issuer {
+		if iss, ok := jsonString(c.Iss); !ok || iss != v.issuer {
 			return unauthorized("token issuer is not accepted")
 		}
 	}

@@ -61,6 +61,10 @@ func TestTokenRules(t *testing.T) {
 			}
 		})
 	}
+	// An escaped subject is decoded like any JSON string.
+	if p, err := v.Verify(ctx, rawHS256(t, hdr, `{"sub":"al\u0069ce","exp":`+itoa(now.Add(time.Hour).Unix())+`}`)); err != nil || p.UserID != "alice" {
+		t.Errorf("escaped sub: %+v %v", p, err)
+	}
 	// A 23-hour token without iat is fine; the limit is configurable.
 	if _, err := v.Verify(ctx, rawHS256(t, hdr, `{"sub":"alice","exp":`+itoa(now.Add(23*time.Hour).Unix())+`}`)); err != nil {
 		t.Errorf("23 h without iat: %v", err)
