@@ -46,15 +46,16 @@ func main() {
 		log.Error("start-up failed", "function", "revalidator", "err", err.Error())
 		os.Exit(1)
 	}
-	// After the key pass, give back credit reservations that a killed chat
-	// Lambda never finished (older than staleAfter, well above its timeout).
+	// After the key pass, finish credit reservations that a killed chat
+	// Lambda never finished (older than staleAfter, well above its timeout):
+	// refunded, or charged the reserved amount when delivery was recorded.
 	sweep := func(ctx context.Context) {
 		n, err := ledger.ReleaseStale(ctx, staleAfter)
 		if err != nil {
-			log.Error("stale reservation sweep failed", "err", err.Error(), "released", n)
+			log.Error("stale reservation sweep failed", "err", err.Error(), "finished", n)
 			return
 		}
-		log.Info("stale reservations released", "released", n)
+		log.Info("stale reservations finished", "finished", n)
 	}
 	if lambdaMode {
 		lambda.Start(func(ctx context.Context, _ events.CloudWatchEvent) (revalidate.Summary, error) {
@@ -93,7 +94,7 @@ const staleAfter = 20 * time.Minute
 // newRunner wires the runner and the credit ledger from the environment,
 // through shared/app.
 func newRunner(ctx context.Context, log *slog.Logger) (*revalidate.Runner, *credits.Ledger, error) {
-	a, _, err := app.FromEnv(ctx, log)
+	a, _, err := app.FromEnv(ctx, log, app.WithoutVerifier()) // it serves no request: auth settings never stop it
 	if err != nil {
 		return nil, nil, err
 	}

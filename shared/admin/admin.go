@@ -118,24 +118,15 @@ func userView(a *store.Account) UserView {
 	return UserView{UserID: a.UserID, Tier: routing.Tier(a.Tier), Email: a.Email, CreditBalance: a.CreditBalance, UpdatedAt: a.UpdatedAt}
 }
 
-// ValidUserID reports whether id can name a user: 1–256 printable ASCII
-// characters without spaces.
-func ValidUserID(id string) bool {
-	if id == "" || len(id) > 256 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] <= ' ' || id[i] > '~' {
-			return false
-		}
-	}
-	return true
-}
+// ValidUserID reports whether id can name a user: the one rule of
+// auth.ValidUserID, which token subjects follow too, so every user a token
+// can name can be managed here and no other.
+func ValidUserID(id string) bool { return auth.ValidUserID(id) }
 
 func userID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
 	if !ValidUserID(id) {
-		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "user id must be 1-256 printable characters without spaces"))
+		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "user id must be 1-128 printable ASCII characters without spaces or '#' (the rule token subjects follow)"))
 		return "", false
 	}
 	return id, true

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/synthstack/byok/shared/admin"
+	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/awsclient"
 	"github.com/synthstack/byok/shared/chat"
@@ -52,6 +53,9 @@ type Config struct {
 	Auth                auth.Config
 	Endpoints           provider.Endpoints
 	Getenv              func(string) string
+	// NoVerifier wires no token verifier: for functions that serve no
+	// request (the revalidator), so auth configuration cannot stop them.
+	NoVerifier bool
 }
 
 // ConfigFromEnv reads Config from getenv.
@@ -119,9 +123,16 @@ type App struct {
 // is logged as a clear start-up error and leaves a vault that refuses every
 // save with that message; auth misconfiguration is fatal.
 func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, error) {
-	ver, err := auth.NewVerifier(ctx, cfg.Auth)
-	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
+	var ver *auth.Verifier
+	if !cfg.NoVerifier {
+		acfg := cfg.Auth
+		if acfg.Log == nil {
+			acfg.Log = log
+		}
+		var err error
+		if ver, err = auth.NewVerifier(ctx, acfg); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
 	}
 	v, verr := NewVault(cfg, c)
 	if verr != nil {
@@ -139,6 +150,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 	// redirects and would send a key elsewhere.
 	upstreamClient := &http.Client{Transport: upstream, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	ledger := credits.NewLedger(c.DynamoDB, cfg.TablePrefix, nil)
+	ledger.Log = log
 	keySvc := &keys.Service{
 		Store: st, Sealer: v, Validator: provider.NewValidator(httpClient, cfg.Endpoints, 10*time.Second),
 		Events: pub, DefaultMode: cfg.DefaultMode, Log: log,
@@ -243,21 +255,49 @@ func (a *App) Handler(names ...string) http.Handler {
 	mux := http.NewServeMux()
 	a.register(mux, names...)
 	mux.Handle("/", httpx.NotFoundHandler())
+	if a.Verifier == nil { // wired with NoVerifier: serve nothing rather than unverified requests
+		return httpx.Middleware(a.Log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			httpx.WriteError(w, r, apperr.New(apperr.ServiceUnavailable, "this function has no token verifier configured"))
+		}))
+	}
 	return httpx.Middleware(a.Log, a.Verifier.Middleware(mux))
 }
 
 // Getenv returns os.Getenv with s trimmed; a convenience for mains.
 func Getenv(k string) string { return strings.TrimSpace(os.Getenv(k)) }
 
+// Option changes the Config FromEnv wires.
+type Option func(*Config)
+
+// WithoutVerifier wires no token verifier (the revalidator serves no
+// request): AUTH_* settings, right or wrong, never stop it.
+func WithoutVerifier() Option { return func(c *Config) { c.NoVerifier = true } }
+
 // FromEnv loads the AWS SDK config and clients and wires an App from the
 // process environment: what every function main and the dev server do first.
-func FromEnv(ctx context.Context, log *slog.Logger) (*App, Clients, error) {
+// AUTH_JWT_SECRET_ARN, when set, names a Secrets Manager secret holding the
+// HS256 secret, read here (so the secret is not a plain Lambda environment
+// variable); it excludes AUTH_JWT_SECRET.
+func FromEnv(ctx context.Context, log *slog.Logger, opts ...Option) (*App, Clients, error) {
 	awsCfg, err := awsclient.Load(ctx)
 	if err != nil {
 		return nil, Clients{}, err
 	}
 	c := NewClients(awsCfg)
 	cfg := ConfigFromEnv(Getenv)
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if arn := Getenv("AUTH_JWT_SECRET_ARN"); arn != "" && !cfg.NoVerifier {
+		if len(cfg.Auth.HS256Secret) > 0 {
+			return nil, c, fmt.Errorf("auth: AUTH_JWT_SECRET and AUTH_JWT_SECRET_ARN are both set; set only one")
+		}
+		secret, err := LoadJWTSecret(ctx, secretsmanager.NewFromConfig(awsCfg), arn)
+		if err != nil {
+			return nil, c, err
+		}
+		cfg.Auth.HS256Secret = secret
+	}
 	if arn := Getenv("INTERNAL_KEYS_SECRET_ARN"); arn != "" {
 		if err := LoadInternalKeys(ctx, secretsmanager.NewFromConfig(awsCfg), arn, cfg.InternalKeys); err != nil {
 			return nil, c, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -34,4 +35,19 @@ func LoadInternalKeys(ctx context.Context, sm SecretsAPI, arn string, into map[p
 		}
 	}
 	return nil
+}
+
+// LoadJWTSecret reads the HS256 token secret from the secret arn: its
+// SecretString, the secret itself (surrounding whitespace trimmed). Errors
+// never include the secret's content.
+func LoadJWTSecret(ctx context.Context, sm SecretsAPI, arn string) ([]byte, error) {
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+	if err != nil {
+		return nil, fmt.Errorf("auth: read the token secret AUTH_JWT_SECRET_ARN: %w", err)
+	}
+	s := strings.TrimSpace(aws.ToString(out.SecretString))
+	if s == "" {
+		return nil, fmt.Errorf("auth: the secret named by AUTH_JWT_SECRET_ARN is empty (it needs a SecretString of at least 32 bytes)")
+	}
+	return []byte(s), nil
 }

@@ -1,23 +1,41 @@
-// Package auth verifies byok's bearer JWTs (SPEC §4) and carries the verified
-// Principal in the request context.
+// Package auth verifies byok's bearer JWTs and carries the verified
+// Principal in the request context (docs: the API guide's authentication
+// section).
 //
 // One Verifier serves every route. It runs in exactly one mode: HS256 with a
-// shared secret (AUTH_JWT_SECRET), or RS256/ES256 with keys from a JWKS URL
-// (AUTH_JWKS_URL). The parser only accepts the algorithms of its mode, so
+// shared secret (AUTH_JWT_SECRET, or a Secrets Manager secret named by
+// AUTH_JWT_SECRET_ARN, read by shared/app), or RS256/ES256 with keys from a
+// JWKS URL (AUTH_JWKS_URL). Only the algorithms of the mode are accepted, so
 // "alg: none", HS/RS key confusion and any other algorithm are refused.
+//
+// The token is parsed here, once, into fixed structs holding only the claims
+// byok reads (no map[string]any): the signature is checked with the mode's
+// key, then the rules: no `crit` header (we understand no extension, RFC
+// 7515 §4.1.11), `exp` required and a JSON number, a lifetime of at most
+// MaxLifetime, `nbf`/`iat` honoured, issuer and audience when configured.
 package auth
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
@@ -32,12 +50,16 @@ const (
 	// DefaultLeeway is the clock skew allowed on exp, nbf and iat when
 	// Config.Leeway is zero.
 	DefaultLeeway = 30 * time.Second
-	// MaxSubjectLen is the longest accepted `sub` claim.
-	MaxSubjectLen = 256
+	// DefaultMaxLifetime is the longest token lifetime accepted when
+	// Config.MaxLifetime is zero (AUTH_MAX_TOKEN_LIFETIME).
+	DefaultMaxLifetime = 24 * time.Hour
+	// MaxSubjectLen is the longest accepted `sub` claim (and user id).
+	MaxSubjectLen = 128
 	// MaxTokenLen bounds the token size we are willing to parse.
 	MaxTokenLen = 8 << 10
 
 	jwksHTTPTimeout = 10 * time.Second
+	jwksRetryMax    = 30 * time.Second
 )
 
 // Principal is the verified caller.
@@ -49,16 +71,24 @@ type Principal struct {
 // Config configures a Verifier. Exactly one of HS256Secret and JWKSURL must be
 // set. Issuer and Audience are checked only when non-empty. Leeway is the
 // allowed clock skew: 0 means DefaultLeeway, a negative value means none.
+// MaxLifetime bounds exp minus iat (or minus now without iat): 0 means
+// DefaultMaxLifetime. Log receives JWKS loading failures (slog.Default when
+// nil).
 type Config struct {
 	HS256Secret      []byte
 	JWKSURL          string
 	Issuer, Audience string
 	Leeway           time.Duration
+	MaxLifetime      time.Duration
+	Log              *slog.Logger
+
+	jwksRetry time.Duration // first retry delay of a failed JWKS load (tests)
 }
 
-// ConfigFromEnv reads AUTH_JWT_SECRET, AUTH_JWKS_URL, AUTH_ISSUER and
-// AUTH_AUDIENCE through getenv (e.g. os.Getenv). Surrounding whitespace is
-// trimmed from every value.
+// ConfigFromEnv reads AUTH_JWT_SECRET, AUTH_JWKS_URL, AUTH_ISSUER,
+// AUTH_AUDIENCE and AUTH_MAX_TOKEN_LIFETIME (a Go duration such as 24h)
+// through getenv (e.g. os.Getenv). Surrounding whitespace is trimmed from
+// every value; an unparsable lifetime keeps the default.
 func ConfigFromEnv(getenv func(string) string) Config {
 	var cfg Config
 	if s := strings.TrimSpace(getenv("AUTH_JWT_SECRET")); s != "" {
@@ -67,30 +97,32 @@ func ConfigFromEnv(getenv func(string) string) Config {
 	cfg.JWKSURL = strings.TrimSpace(getenv("AUTH_JWKS_URL"))
 	cfg.Issuer = strings.TrimSpace(getenv("AUTH_ISSUER"))
 	cfg.Audience = strings.TrimSpace(getenv("AUTH_AUDIENCE"))
+	if d, err := time.ParseDuration(strings.TrimSpace(getenv("AUTH_MAX_TOKEN_LIFETIME"))); err == nil && d > 0 {
+		cfg.MaxLifetime = d
+	}
 	return cfg
 }
 
-// Verifier verifies tokens. It is immutable after NewVerifier and safe for
-// concurrent use.
+// Verifier verifies tokens. It is safe for concurrent use; in JWKS mode its
+// key set is loaded (and refreshed) in the background.
 type Verifier struct {
-	parser *jwt.Parser
-	secret []byte          // HS256 mode
-	jwks   keyfunc.Keyfunc // JWKS mode
-	stop   context.CancelFunc
-}
-
-// claims are the claims byok reads. role and roles are decoded loosely so a
-// token with an unexpected shape there is simply not admin.
-type claims struct {
-	jwt.RegisteredClaims
-	Role  any `json:"role,omitempty"`
-	Roles any `json:"roles,omitempty"`
+	secret           []byte // HS256 mode
+	jwksMode         bool
+	jwks             atomic.Pointer[keyfunc.Keyfunc] // nil until the JWKS loaded once
+	issuer, audience string
+	leeway, maxLife  time.Duration
+	now              func() time.Time
+	stop             context.CancelFunc
+	macs             sync.Pool // HS256 hmac states keyed with secret, reused across requests
 }
 
 // NewVerifier builds a Verifier from cfg. In JWKS mode it fetches the key set
-// once (failing with a clear error if that is impossible or the set is empty)
-// and keeps it refreshed in a goroutine that ends when ctx is done or Close is
-// called. The JWKS URL must be https (plain http only for a loopback host).
+// once; when that fails (the identity provider is down, a placeholder URL)
+// start-up goes on: the set is retried in the background with backoff and,
+// until it loads, Verify answers 503 "token keys not loaded yet". Once
+// loaded it is kept refreshed. The goroutines end when ctx is done or Close
+// is called. The JWKS URL must be https (plain http only for a loopback
+// host).
 func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	hasSecret, hasJWKS := len(cfg.HS256Secret) > 0, cfg.JWKSURL != ""
 	switch {
@@ -101,57 +133,79 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	case hasSecret && len(cfg.HS256Secret) < MinSecretLen:
 		return nil, fmt.Errorf("auth: AUTH_JWT_SECRET is %d bytes; HS256 needs at least %d", len(cfg.HS256Secret), MinSecretLen)
 	}
-
-	leeway := cfg.Leeway
-	if leeway == 0 {
-		leeway = DefaultLeeway
-	} else if leeway < 0 {
-		leeway = 0
+	v := &Verifier{issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway, maxLife: cfg.MaxLifetime, now: time.Now}
+	if v.leeway == 0 {
+		v.leeway = DefaultLeeway
+	} else if v.leeway < 0 {
+		v.leeway = 0
 	}
-	methods := []string{jwt.SigningMethodHS256.Alg()}
-	if hasJWKS {
-		methods = []string{jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg()}
+	if v.maxLife <= 0 {
+		v.maxLife = DefaultMaxLifetime
 	}
-	opts := []jwt.ParserOption{
-		jwt.WithValidMethods(methods),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(leeway),
-	}
-	if cfg.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
-	}
-	if cfg.Audience != "" {
-		opts = append(opts, jwt.WithAudience(cfg.Audience))
-	}
-	v := &Verifier{parser: jwt.NewParser(opts...)}
-
 	if hasSecret {
 		v.secret = append([]byte(nil), cfg.HS256Secret...)
 		return v, nil
 	}
-
 	if err := checkJWKSURL(cfg.JWKSURL); err != nil {
 		return nil, err
 	}
+	v.jwksMode = true
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	kctx, cancel := context.WithCancel(ctx)
+	v.stop = cancel
+	if err := v.loadJWKS(kctx, cfg.JWKSURL); err != nil {
+		log.Error("auth: cannot load the token keys from AUTH_JWKS_URL; retrying in the background, requests get 503 until they load",
+			"url", cfg.JWKSURL, "err", err.Error())
+		retry := cfg.jwksRetry
+		if retry <= 0 {
+			retry = time.Second
+		}
+		go v.retryJWKS(kctx, cfg.JWKSURL, retry, log)
+	}
+	return v, nil
+}
+
+// loadJWKS fetches the key set once and, when it holds keys, installs a
+// keyfunc that keeps it refreshed.
+func (v *Verifier) loadJWKS(ctx context.Context, u string) error {
 	noErrFirst := false
-	kf, err := keyfunc.NewDefaultOverrideCtx(kctx, []string{cfg.JWKSURL}, keyfunc.Override{
+	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{u}, keyfunc.Override{
 		HTTPTimeout:               jwksHTTPTimeout,
 		NoErrorReturnFirstHTTPReq: &noErrFirst,
 		RateLimitWaitMax:          time.Second, // never hold a request waiting for the unknown-kid refresh limiter
 	})
 	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("auth: cannot load JWKS from AUTH_JWKS_URL: %w", err)
+		return fmt.Errorf("auth: cannot load JWKS from AUTH_JWKS_URL: %w", err)
 	}
 	keys, err := kf.Storage().KeyReadAll(ctx)
 	if err != nil || len(keys) == 0 {
-		cancel()
-		return nil, fmt.Errorf("auth: the JWKS at AUTH_JWKS_URL holds no usable keys (%v)", err)
+		return fmt.Errorf("auth: the JWKS at AUTH_JWKS_URL holds no usable keys (%v)", err)
 	}
-	v.jwks, v.stop = kf, cancel
-	return v, nil
+	v.jwks.Store(&kf)
+	return nil
+}
+
+func (v *Verifier) retryJWKS(ctx context.Context, u string, wait time.Duration, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := v.loadJWKS(ctx, u)
+		if err == nil {
+			log.Info("auth: token keys loaded from AUTH_JWKS_URL", "url", u)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		wait = min(wait*2, jwksRetryMax)
+		log.Warn("auth: token keys still not loaded; retrying", "url", u, "err", err.Error(), "retry_in", wait.String())
+	}
 }
 
 func checkJWKSURL(raw string) error {
@@ -171,20 +225,47 @@ func checkJWKSURL(raw string) error {
 	return errors.New("auth: AUTH_JWKS_URL must use https (http is allowed only for localhost)")
 }
 
-// Close stops the JWKS refresh goroutine (a no-op in HS256 mode).
+// Close stops the JWKS goroutines (a no-op in HS256 mode).
 func (v *Verifier) Close() {
 	if v.stop != nil {
 		v.stop()
 	}
 }
 
-func unauthorized(cause error, msg string) *apperr.Error {
-	return apperr.Wrap(cause, apperr.Unauthorized, "%s", msg)
+func unauthorized(msg string) *apperr.Error {
+	return apperr.New(apperr.Unauthorized, "%s", msg)
 }
+
+// header is the JOSE header fields we read. Crit is kept raw: its presence
+// alone refuses the token.
+type header struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Crit json.RawMessage `json:"crit"`
+}
+
+// tokenClaims are the claims byok reads. Times and role stay raw so their
+// JSON type is checked (a string exp is refused; only the string "admin"
+// makes an admin), and nothing else is decoded.
+type tokenClaims struct {
+	Sub  json.RawMessage `json:"sub"`
+	Iss  json.RawMessage `json:"iss"`
+	Aud  json.RawMessage `json:"aud"`
+	Exp  json.RawMessage `json:"exp"`
+	Nbf  json.RawMessage `json:"nbf"`
+	Iat  json.RawMessage `json:"iat"`
+	Role json.RawMessage `json:"role"`
+}
+
+var (
+	errMalformed = unauthorized("token is malformed")
+	errSignature = unauthorized("token signature is invalid")
+)
 
 // Verify checks token and returns its Principal. Every failure is an
 // *apperr.Error with code Unauthorized and a short message that never
-// contains the token.
+// contains the token, except ServiceUnavailable while the JWKS has not
+// loaded yet.
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
 	if token == "" {
 		return Principal{}, apperr.New(apperr.Unauthorized, "missing token")
@@ -192,74 +273,206 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if len(token) > MaxTokenLen {
 		return Principal{}, apperr.New(apperr.Unauthorized, "token is too large")
 	}
-	var kf jwt.Keyfunc
-	if v.jwks != nil {
-		kf = v.jwks.KeyfuncCtx(ctx)
-	} else {
-		kf = v.hsKey
+	h64, rest, ok1 := strings.Cut(token, ".")
+	c64, s64, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.Contains(s64, ".") {
+		return Principal{}, errMalformed
 	}
-	var c claims
-	if _, err := v.parser.ParseWithClaims(token, &c, kf); err != nil {
-		return Principal{}, mapError(err)
+	var hdr header
+	if err := decodeSegment(h64, &hdr); err != nil {
+		return Principal{}, errMalformed
 	}
-	sub := c.Subject
-	if sub == "" {
-		return Principal{}, apperr.New(apperr.Unauthorized, "token has no subject (sub)")
+	if hdr.Crit != nil {
+		return Principal{}, unauthorized("token has a crit header naming extensions this server does not understand; remove crit")
 	}
-	if !validSubject(sub) {
-		return Principal{}, apperr.New(apperr.Unauthorized, "token subject (sub) is invalid")
+	sig, err := base64.RawURLEncoding.DecodeString(s64)
+	if err != nil {
+		return Principal{}, errMalformed
 	}
-	return Principal{UserID: sub, Admin: isAdmin(c.Role, c.Roles)}, nil
+	if err := v.checkSignature(ctx, hdr, token[:len(h64)+1+len(c64)], sig); err != nil {
+		return Principal{}, err
+	}
+	var c tokenClaims
+	if err := decodeSegment(c64, &c); err != nil {
+		return Principal{}, errMalformed
+	}
+	if err := v.checkClaims(&c); err != nil {
+		return Principal{}, err
+	}
+	sub, ok := jsonString(c.Sub)
+	if !ok || sub == "" {
+		return Principal{}, unauthorized("token has no subject (sub) string")
+	}
+	if !ValidUserID(sub) {
+		return Principal{}, unauthorized(subjectRule)
+	}
+	return Principal{UserID: sub, Admin: bytes.Equal(c.Role, []byte(`"admin"`))}, nil
 }
 
-func (v *Verifier) hsKey(t *jwt.Token) (any, error) {
-	if t.Method != jwt.SigningMethodHS256 {
-		return nil, jwt.ErrTokenSignatureInvalid
+func decodeSegment(seg string, dst any) error {
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return err
 	}
-	return v.secret, nil
+	if len(raw) == 0 || raw[0] != '{' {
+		return errors.New("not a JSON object")
+	}
+	return json.Unmarshal(raw, dst)
 }
 
-func mapError(err error) *apperr.Error {
-	switch {
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return unauthorized(err, "token is malformed")
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		return unauthorized(err, "token signature is invalid")
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return unauthorized(err, "token has expired")
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return unauthorized(err, "token is not valid yet")
-	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return unauthorized(err, "token is issued in the future")
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return unauthorized(err, "token issuer is not accepted")
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return unauthorized(err, "token audience is not accepted")
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return unauthorized(err, "token is missing a required claim (exp, iss or aud)")
+// checkSignature verifies sig over signing with the mode's key.
+func (v *Verifier) checkSignature(ctx context.Context, hdr header, signing string, sig []byte) error {
+	if !v.jwksMode {
+		if hdr.Alg != "HS256" {
+			return errSignature
+		}
+		m, _ := v.macs.Get().(hash.Hash)
+		if m == nil {
+			m = hmac.New(sha256.New, v.secret)
+		}
+		m.Reset()
+		_, _ = io.WriteString(m, signing)
+		var sum [sha256.Size]byte
+		ok := hmac.Equal(m.Sum(sum[:0]), sig)
+		v.macs.Put(m)
+		if !ok {
+			return errSignature
+		}
+		return nil
+	}
+	var method jwt.SigningMethod
+	switch hdr.Alg {
+	case "RS256":
+		method = jwt.SigningMethodRS256
+	case "ES256":
+		method = jwt.SigningMethodES256
 	default:
-		return unauthorized(err, "token is invalid")
+		return errSignature
 	}
+	kf := v.jwks.Load()
+	if kf == nil {
+		return apperr.New(apperr.ServiceUnavailable, "token keys not loaded yet: the identity provider's key set (AUTH_JWKS_URL) could not be fetched; retry shortly")
+	}
+	t := &jwt.Token{Method: method, Header: map[string]any{"alg": hdr.Alg, "kid": hdr.Kid}}
+	key, err := (*kf).KeyfuncCtx(ctx)(t)
+	if err != nil {
+		return errSignature
+	}
+	if method.Verify(signing, sig, key) != nil {
+		return errSignature
+	}
+	return nil
 }
 
-func validSubject(s string) bool {
-	if len(s) > MaxSubjectLen || !utf8.ValidString(s) || strings.TrimSpace(s) != s {
+// jsonString decodes raw when it is a JSON string.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 { // no escapes: the text between the quotes (json.Unmarshal validated it)
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// numericDate parses a NumericDate claim: a JSON number, never a string.
+func numericDate(raw json.RawMessage) (float64, bool) {
+	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	return f, err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
+}
+
+func (v *Verifier) checkClaims(c *tokenClaims) error {
+	now := float64(v.now().UnixNano()) / 1e9
+	lee := v.leeway.Seconds()
+	if len(c.Exp) == 0 {
+		return unauthorized("token is missing a required claim (exp)")
+	}
+	exp, ok := numericDate(c.Exp)
+	if !ok {
+		return unauthorized("token exp must be a number (seconds since 1970)")
+	}
+	if now > exp+lee {
+		return unauthorized("token has expired")
+	}
+	from := now
+	if len(c.Iat) > 0 {
+		iat, ok := numericDate(c.Iat)
+		if !ok {
+			return unauthorized("token iat must be a number (seconds since 1970)")
+		}
+		if iat > now+lee {
+			return unauthorized("token is issued in the future")
+		}
+		from = iat
+	}
+	if exp-from > (v.maxLife + v.leeway).Seconds() {
+		return unauthorized(fmt.Sprintf("token lifetime exceeds the %s this server accepts (AUTH_MAX_TOKEN_LIFETIME); issue a shorter-lived token", v.maxLife))
+	}
+	if len(c.Nbf) > 0 {
+		nbf, ok := numericDate(c.Nbf)
+		if !ok {
+			return unauthorized("token nbf must be a number (seconds since 1970)")
+		}
+		if nbf > now+lee {
+			return unauthorized("token is not valid yet")
+		}
+	}
+	if v.issuer != "" {
+		if iss, ok := jsonString(c.Iss); !ok || iss != v.issuer {
+			return unauthorized("token issuer is not accepted")
+		}
+	}
+	if v.audience != "" && !hasAudience(c.Aud, v.audience) {
+		return unauthorized("token audience is not accepted")
+	}
+	return nil
+}
+
+// hasAudience: aud is a string or an array of strings that holds want.
+func hasAudience(raw json.RawMessage, want string) bool {
+	if len(raw) == 0 {
 		return false
 	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
+	if raw[0] == '"' {
+		var s string
+		return json.Unmarshal(raw, &s) == nil && s == want
+	}
+	var list []string
+	if json.Unmarshal(raw, &list) != nil {
+		return false
+	}
+	for _, a := range list {
+		if a == want {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectRule is the user id rule, as users and admins are told it.
+const subjectRule = "token subject (sub) must be 1-128 printable ASCII characters without spaces or '#'"
+
+// ValidUserID reports whether id can name a user: 1 to MaxSubjectLen
+// printable ASCII characters, no space and no '#' (the storage keys'
+// separator). It is the one rule for token subjects and for the user ids of
+// the admin routes.
+func ValidUserID(id string) bool {
+	if id == "" || len(id) > MaxSubjectLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' || c == '#' {
 			return false
 		}
 	}
 	return true
-}
-
-// isAdmin: only the claim `role: "admin"` (SPEC §4) makes an admin. A
-// `roles` claim is ignored: tokens from a shared identity provider meant for
-// other apps often carry one.
-func isAdmin(role, _ any) bool {
-	r, ok := role.(string)
-	return ok && r == "admin"
 }
 
 type ctxKey struct{}
@@ -301,15 +514,25 @@ func tokenFrom(r *http.Request) (token string, badScheme bool) {
 	return "", badScheme
 }
 
-func writeUnauthorized(w http.ResponseWriter, r *http.Request, err error) {
-	w.Header().Set("WWW-Authenticate", "Bearer")
+// writeError answers an auth failure: on /v1/messages in the Anthropic
+// error shape (its SDKs show only that shape's message), elsewhere in the
+// envelope; a 401 also carries WWW-Authenticate: Bearer.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if apperr.Is(err, apperr.Unauthorized) {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	if r.URL.Path == MessagesPath {
+		httpx.WriteAnthropicError(w, r, err)
+		return
+	}
 	httpx.WriteError(w, r, err)
 }
 
 // Middleware verifies the request's token, stores the Principal in the
 // context and removes Authorization, x-api-key and api-key from the request
 // passed to next. A missing or invalid token gets a 401 envelope with
-// WWW-Authenticate: Bearer.
+// WWW-Authenticate: Bearer (Anthropic-shaped on /v1/messages); a JWKS not
+// loaded yet a 503.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, badScheme := tokenFrom(r)
@@ -318,12 +541,12 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			if badScheme {
 				msg = "Authorization header must use the Bearer scheme"
 			}
-			writeUnauthorized(w, r, apperr.New(apperr.Unauthorized, "%s", msg))
+			writeError(w, r, apperr.New(apperr.Unauthorized, "%s", msg))
 			return
 		}
 		p, err := v.Verify(r.Context(), token)
 		if err != nil {
-			writeUnauthorized(w, r, err)
+			writeError(w, r, err)
 			return
 		}
 		r2 := r.WithContext(WithPrincipal(r.Context(), p))
@@ -341,11 +564,11 @@ func RequireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := FromContext(r.Context())
 		if !ok {
-			writeUnauthorized(w, r, apperr.New(apperr.Unauthorized, "missing credential: send Authorization: Bearer <token>"))
+			writeError(w, r, apperr.New(apperr.Unauthorized, "missing credential: send Authorization: Bearer <token>"))
 			return
 		}
 		if !p.Admin {
-			httpx.WriteError(w, r, apperr.New(apperr.Forbidden, "admin role required"))
+			writeError(w, r, apperr.New(apperr.Forbidden, "admin role required"))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -359,24 +582,24 @@ func Mint(secret []byte, sub, role string, ttl time.Duration, issuer, audience s
 	if len(secret) < MinSecretLen {
 		return "", fmt.Errorf("auth: secret is %d bytes; HS256 needs at least %d", len(secret), MinSecretLen)
 	}
-	if sub == "" || !validSubject(sub) {
-		return "", fmt.Errorf("auth: subject must be 1..%d printable characters", MaxSubjectLen)
+	if !ValidUserID(sub) {
+		return "", fmt.Errorf("auth: subject must be 1..%d printable ASCII characters without spaces or '#'", MaxSubjectLen)
 	}
 	if ttl <= 0 {
 		return "", errors.New("auth: ttl must be positive")
 	}
 	now := time.Now()
-	c := claims{RegisteredClaims: jwt.RegisteredClaims{
+	c := struct {
+		jwt.RegisteredClaims
+		Role string `json:"role,omitempty"`
+	}{RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   sub,
 		Issuer:    issuer,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-	}}
+	}, Role: role}
 	if audience != "" {
 		c.Audience = jwt.ClaimStrings{audience}
-	}
-	if role != "" {
-		c.Role = role
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
 }

@@ -313,18 +313,26 @@ func TestVerifyJWKS(t *testing.T) {
 	}
 }
 
+// An unreachable or empty JWKS at start is not fatal (it is retried in the
+// background): tokens get 503 meanwhile, never 401 nor a crash.
 func TestNewVerifierJWKSUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	srv.Close()
-	if _, err := NewVerifier(t.Context(), Config{JWKSURL: srv.URL + "/jwks"}); err == nil {
-		t.Fatal("NewVerifier succeeded with an unreachable JWKS")
-	}
 	empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"keys":[]}`))
 	}))
 	defer empty.Close()
-	if _, err := NewVerifier(t.Context(), Config{JWKSURL: empty.URL}); err == nil {
-		t.Fatal("NewVerifier succeeded with an empty JWKS")
+	fx := newJWKS(t)
+	tok := sign(t, jwt.SigningMethodRS256, fx.rsa, baseClaims("x"), "rsa1")
+	for _, u := range []string{srv.URL + "/jwks", empty.URL} {
+		v, err := NewVerifier(t.Context(), Config{JWKSURL: u, Log: discardLogger()})
+		if err != nil {
+			t.Fatalf("NewVerifier(%s): %v", u, err)
+		}
+		if _, err := v.Verify(context.Background(), tok); !apperr.Is(err, apperr.ServiceUnavailable) {
+			t.Errorf("%s: Verify = %v, want ServiceUnavailable", u, err)
+		}
+		v.Close()
 	}
 }
 

@@ -9,9 +9,13 @@
 //
 //   - REQ#<request id>: the state of a request's reservation
 //     (state reserved|settled|released, reserved amount, attempt count,
-//     charged). Reserve needs it absent or released; Settle and Release need
-//     it reserved with the same amount. So a request id never moves credits
-//     twice, whichever Lambda instance or retry sends it.
+//     charged, owner, delivered). Reserve needs it absent or released;
+//     Settle and Release need it reserved with the same amount and the same
+//     owner: the server-made nonce of the HTTP request that reserved
+//     (httpx.RequestNonce), never a client value. So a request id never
+//     moves credits twice, whichever Lambda instance or retry sends it, and
+//     a duplicate Idempotency-Key never finishes another request's
+//     reservation, whatever error it met.
 //   - GRANT#<idempotency key>: written once by Grant.
 //
 // The balance therefore always equals the sum of the ledger rows, and the
@@ -27,6 +31,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	mrand "math/rand/v2"
 	"strconv"
@@ -37,7 +42,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/store"
 )
 
@@ -46,6 +53,7 @@ type DynamoDB interface {
 	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	Scan(context.Context, *dynamodb.ScanInput, ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 }
 
@@ -77,16 +85,21 @@ const (
 	// maxConflictRetries bounds the retries of a transaction cancelled by a
 	// concurrent transaction on the same items (TransactionConflict).
 	maxConflictRetries = 12
+	// DefaultSettleWithin bounds how long Settle and Release retry storage
+	// errors: long enough to ride out a throttle or a lost connection,
+	// short enough to finish well inside the chat function's timeout.
+	DefaultSettleWithin = 20 * time.Second
 )
 
 // ErrDuplicate means the request id was already charged: its reservation is
 // still held or it was settled. Callers answer 409.
 var ErrDuplicate = errors.New("credits: request id already charged")
 
-// ErrNoReservation means Settle or Release found no reservation of the
-// request id (or one for a different amount). It is a caller bug; nothing
-// moved.
-var ErrNoReservation = errors.New("credits: no open reservation for this request id and amount")
+// ErrNoReservation means Settle, Release or MarkDelivered found no
+// reservation of the request id made by this request (none, one for a
+// different amount, or one held by another request with the same
+// Idempotency-Key). Nothing moved.
+var ErrNoReservation = errors.New("credits: no open reservation of this request for this request id and amount")
 
 // Ledger moves credits. It is safe for concurrent use.
 type Ledger struct {
@@ -94,6 +107,11 @@ type Ledger struct {
 	main   string
 	ledger string
 	now    func() time.Time
+	// Log receives shortfalls and given-up settles (slog.Default when nil).
+	Log *slog.Logger
+	// SettleWithin bounds the retries of Settle and Release on storage
+	// errors (DefaultSettleWithin when zero).
+	SettleWithin time.Duration
 }
 
 // NewLedger returns a Ledger over the tables named with tablePrefix. now
@@ -120,9 +138,13 @@ type Transaction struct {
 	// Amount is the signed movement of the balance.
 	Amount int64 `json:"amount"`
 	// Charged is, on a settle row, what the request cost in the end.
-	Charged int64          `json:"charged,omitempty"`
-	At      time.Time      `json:"at"`
-	Meta    map[string]any `json:"meta,omitempty"`
+	Charged int64 `json:"charged,omitempty"`
+	// Shortfall is, on a settle row, what the real usage cost beyond what
+	// could be charged (the provider overshot the reservation and the
+	// balance did not cover the rest).
+	Shortfall int64          `json:"shortfall,omitempty"`
+	At        time.Time      `json:"at"`
+	Meta      map[string]any `json:"meta,omitempty"`
 }
 
 // txItem is the stored form of a ledger row.
@@ -136,16 +158,50 @@ type txItem struct {
 	Reason    string         `dynamodbav:"reason,omitempty"`
 	Amount    int64          `dynamodbav:"amount"`
 	Charged   int64          `dynamodbav:"charged,omitempty"`
+	Shortfall int64          `dynamodbav:"shortfall,omitempty"`
 	At        string         `dynamodbav:"at"`
 	Meta      map[string]any `dynamodbav:"meta,omitempty"`
 }
 
 // reqItem is the stored state of a request id.
 type reqItem struct {
-	State    string `dynamodbav:"state"`
-	Reserved int64  `dynamodbav:"reserved"`
-	Charged  int64  `dynamodbav:"charged"`
-	Attempt  int64  `dynamodbav:"attempt"`
+	State     string `dynamodbav:"state"`
+	Reserved  int64  `dynamodbav:"reserved"`
+	Charged   int64  `dynamodbav:"charged"`
+	Attempt   int64  `dynamodbav:"attempt"`
+	Owner     string `dynamodbav:"owner"`
+	Delivered bool   `dynamodbav:"delivered"`
+}
+
+// ownerOf is the owner a ledger call acts as: the server-made nonce of the
+// HTTP request ("" outside one: tests and tools, which own only
+// reservations made without an owner).
+func ownerOf(ctx context.Context) string { return httpx.RequestNonce(ctx) }
+
+// ownerCond is the condition that the REQ# item is owned by owner; it adds
+// its names and values to the maps.
+func ownerCond(owner string, names map[string]string, vals map[string]types.AttributeValue) string {
+	names["#own"] = "owner"
+	if owner == "" {
+		return "attribute_not_exists(#own)"
+	}
+	vals[":own"] = store.S(owner)
+	return "#own = :own"
+}
+
+func (l *Ledger) log(ctx context.Context) *slog.Logger {
+	def := l.Log
+	if def == nil {
+		def = slog.Default()
+	}
+	return httpx.Logger(ctx, def)
+}
+
+func (l *Ledger) settleWithin() time.Duration {
+	if l.SettleWithin > 0 {
+		return l.SettleWithin
+	}
+	return DefaultSettleWithin
 }
 
 func unavailable(op string, err error) error {
@@ -274,23 +330,33 @@ func (l *Ledger) Reserve(ctx context.Context, userID, requestID string, amount i
 	if err != nil {
 		return err
 	}
+	names := map[string]string{
+		"#st": "state", "#res": "reserved", "#ch": "charged", "#at": "at", "#ent": store.AttrEntity,
+		"#uid": "user_id", "#rid": "request_id", "#att": "attempt", "#own": "owner", "#del": "delivered",
+		"#sf": "shortfall",
+	}
+	vals := map[string]types.AttributeValue{
+		":reserved": store.S(stateReserved), ":released": store.S(stateReleased), ":amt": store.N(amount),
+		":zero": store.N(0), ":now": store.S(now.Format(time.RFC3339Nano)), ":ent": store.S(entityIdempotency),
+		":uid": store.S(userID), ":rid": store.S(requestID), ":one": store.N(1),
+	}
+	set := "SET #st = :reserved, #res = :amt, #ch = :zero, #at = :now, #ent = :ent, #uid = :uid, #rid = :rid"
+	remove := " REMOVE #del, #sf"
+	if owner := ownerOf(ctx); owner != "" {
+		set += ", #own = :own"
+		vals[":own"] = store.S(owner)
+	} else {
+		remove += ", #own"
+	}
 	items := []types.TransactWriteItem{
 		{Update: l.accountDelta(userID, -amount)},
 		{Update: &types.Update{
-			TableName: aws.String(l.ledger),
-			Key:       store.Key(store.UserPK(userID), skReqPrefix+requestID),
-			UpdateExpression: aws.String("SET #st = :reserved, #res = :amt, #ch = :zero, #at = :now, " +
-				"#ent = :ent, #uid = :uid, #rid = :rid ADD #att :one"),
-			ConditionExpression: aws.String("attribute_not_exists(#st) OR #st = :released"),
-			ExpressionAttributeNames: map[string]string{
-				"#st": "state", "#res": "reserved", "#ch": "charged", "#at": "at", "#ent": store.AttrEntity,
-				"#uid": "user_id", "#rid": "request_id", "#att": "attempt",
-			},
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":reserved": store.S(stateReserved), ":released": store.S(stateReleased), ":amt": store.N(amount),
-				":zero": store.N(0), ":now": store.S(now.Format(time.RFC3339Nano)), ":ent": store.S(entityIdempotency),
-				":uid": store.S(userID), ":rid": store.S(requestID), ":one": store.N(1),
-			},
+			TableName:                 aws.String(l.ledger),
+			Key:                       store.Key(store.UserPK(userID), skReqPrefix+requestID),
+			UpdateExpression:          aws.String(set + remove + " ADD #att :one"),
+			ConditionExpression:       aws.String("attribute_not_exists(#st) OR #st = :released"),
+			ExpressionAttributeNames:  names,
+			ExpressionAttributeValues: vals,
 		}},
 		{Put: tx},
 	}
@@ -314,12 +380,23 @@ func (l *Ledger) Reserve(ctx context.Context, userID, requestID string, amount i
 }
 
 // Settle finishes requestID's reservation of reserved credits with the
-// actual cost: it refunds reserved-actual, or, when actual > reserved,
-// charges the extra only as far as the balance allows (never below zero).
-// It returns what the request was charged in total. meta (usage metadata,
-// never content) is stored on the ledger row. A second Settle of the same
-// request id moves nothing and returns the first one's charge. Settling a
-// request id with no reservation of that amount is ErrNoReservation.
+// actual cost, as the request that made the reservation (its owner, see the
+// package comment). Up to the reservation it charges actual and refunds the
+// rest. Beyond it (a provider that overshot the reservation, which covers
+// the worst case of what was sent) it charges the extra only as far as the
+// balance allows, never below zero, and records what it could not charge as
+// the row's shortfall and in a log line. It returns what the request was
+// charged in total. meta (usage metadata, never content) is stored on the
+// ledger row.
+//
+// Settle is called once the answer was delivered, so a storage error does
+// not give up at once: it retries within SettleWithin, and marks the
+// reservation delivered as soon as it can, so that if it still fails the
+// stale sweep charges the reserved amount instead of refunding it.
+//
+// A second Settle of the same request id by its owner moves nothing and
+// returns the first one's charge. A request id with no reservation of that
+// amount by this request is ErrNoReservation.
 func (l *Ledger) Settle(ctx context.Context, userID, requestID string, reserved, actual int64, meta map[string]any) (int64, error) {
 	if err := checkIDs(userID, requestID); err != nil {
 		return 0, err
@@ -327,46 +404,113 @@ func (l *Ledger) Settle(ctx context.Context, userID, requestID string, reserved,
 	if reserved < 0 || actual < 0 {
 		return 0, fmt.Errorf("credits: settle amounts must not be negative (reserved %d, actual %d)", reserved, actual)
 	}
+	owner := ownerOf(ctx)
+	ctx, cancel := context.WithTimeout(ctx, l.settleWithin())
+	defer cancel()
 	extra := max(actual-reserved, 0) // what we would like to charge beyond the reservation
-	for try := 0; ; try++ {
+	marked, balanceTries := false, 0
+	var lastErr error
+	for wait := 50 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
 		delta, charged := reserved-actual, actual // refund the unused part
 		if actual > reserved {
 			delta, charged = -extra, reserved+extra
 		}
-		err := l.finish(ctx, userID, requestID, reserved, delta, charged, stateSettled, KindSettle, meta)
+		shortfall := actual - charged
+		err := l.finish(ctx, userID, requestID, owner, reserved, delta, charged, shortfall, stateSettled, KindSettle, meta, "")
 		if err == nil {
+			if shortfall > 0 {
+				l.log(ctx).Warn("credit settle: the real usage exceeded the reservation and the balance; the rest is a shortfall",
+					"user_id", userID, "reserved", reserved, "actual", actual, "charged", charged, "shortfall", shortfall)
+			}
 			return charged, nil
 		}
-		c, ok := cancellation(err)
-		if !ok || len(c.failed) == 0 {
-			return 0, unavailable("settle", err)
-		}
-		if c.failed[1] {
-			st, derr := l.requestState(ctx, userID, requestID)
-			if derr != nil {
-				return 0, derr
-			}
-			if st.State == stateSettled {
-				return st.Charged, nil
-			}
-			return 0, ErrNoReservation
-		}
-		if c.failed[0] && extra > 0 && try < 8 {
-			// The balance does not cover the extra: charge what is there.
+		c, isCancel := cancellation(err)
+		switch {
+		case isCancel && c.failed[1]:
+			return l.finished(ctx, userID, requestID, owner, stateSettled)
+		case isCancel && c.failed[0] && extra > 0:
+			// The balance does not cover the extra: charge what is there
+			// (after a few races with other requests, nothing more).
+			balanceTries++
 			bal, berr := l.Balance(ctx, userID)
-			if berr != nil {
-				return 0, berr
+			if berr == nil && balanceTries < 8 {
+				extra = min(extra, max(bal, 0))
+			} else {
+				extra = 0
 			}
-			extra = min(extra, max(bal, 0))
 			continue
 		}
-		return 0, unavailable("settle", err)
+		lastErr = err
+		if !transient(err) {
+			l.log(ctx).Error("credit settle failed; the reservation is still held and the stale-reservation sweep will finish it",
+				"user_id", userID, "reserved", reserved, "actual", actual, "err", err.Error())
+			return 0, unavailable("settle", err)
+		}
+		if !marked && !errors.Is(err, context.DeadlineExceeded) {
+			marked = l.markDelivered(ctx, userID, requestID, owner) == nil
+		}
+		select {
+		case <-ctx.Done():
+			after := "the stale-reservation sweep will refund it"
+			if marked {
+				after = "it is marked delivered, so the stale-reservation sweep will charge the reserved amount"
+			}
+			l.log(ctx).Error("credit settle failed after retries; the reservation is still held: "+after,
+				"user_id", userID, "reserved", reserved, "actual", actual, "err", lastErr.Error())
+			return 0, unavailable("settle", lastErr)
+		case <-time.After(wait):
+		}
 	}
 }
 
+// transient reports whether a storage error may pass on a retry: a lost
+// connection, a throttle, a server fault or a transaction conflict, but not
+// a request DynamoDB refuses as such (a validation error, a missing table).
+func transient(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if _, ok := cancellation(err); ok {
+		return true // cancelled by conflicts only (failed conditions are handled before)
+	}
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return true // no answer from DynamoDB: the network
+	}
+	switch ae.ErrorCode() {
+	case "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+		"TransactionInProgressException", "InternalServerError", "ServiceUnavailable", "LimitExceededException":
+		return true
+	}
+	return ae.ErrorFault() == smithy.FaultServer
+}
+
+// finished answers a finish whose REQ# condition failed: the reservation
+// is already in state (a replay: the first outcome is returned) or it is
+// not this request's to finish.
+func (l *Ledger) finished(ctx context.Context, userID, requestID, owner, state string) (int64, error) {
+	st, err := l.requestState(ctx, userID, requestID)
+	if err != nil {
+		return 0, err
+	}
+	if st.Owner != owner {
+		return 0, ErrNoReservation
+	}
+	switch {
+	case st.State == state:
+		return st.Charged, nil
+	case state == stateReleased && st.State == stateSettled:
+		return 0, nil
+	}
+	return 0, ErrNoReservation
+}
+
 // Release gives back the whole reservation of requestID (the upstream call
-// failed). It is idempotent: releasing a released or settled request id does
-// nothing.
+// failed), as the request that made it. It is idempotent for its owner:
+// releasing a released or settled request id does nothing. It does not
+// retry storage errors: it runs before an error answer the client is
+// waiting for, and a release that fails is done by the stale sweep, which
+// refunds a reservation never marked delivered.
 func (l *Ledger) Release(ctx context.Context, userID, requestID string, reserved int64, meta map[string]any) error {
 	if err := checkIDs(userID, requestID); err != nil {
 		return err
@@ -374,29 +518,61 @@ func (l *Ledger) Release(ctx context.Context, userID, requestID string, reserved
 	if reserved < 0 {
 		return fmt.Errorf("credits: release amount must not be negative, got %d", reserved)
 	}
-	err := l.finish(ctx, userID, requestID, reserved, reserved, 0, stateReleased, KindRelease, meta)
+	owner := ownerOf(ctx)
+	err := l.finish(ctx, userID, requestID, owner, reserved, reserved, 0, 0, stateReleased, KindRelease, meta, "")
 	if err == nil {
 		return nil
 	}
 	if c, ok := cancellation(err); ok && c.failed[1] {
-		st, derr := l.requestState(ctx, userID, requestID)
-		if derr != nil {
-			return derr
-		}
-		if st.State == stateReleased || st.State == stateSettled {
-			return nil
-		}
-		return ErrNoReservation
+		_, err := l.finished(ctx, userID, requestID, owner, stateReleased)
+		return err
 	}
 	return unavailable("release", err)
+}
+
+// MarkDelivered records that requestID's answer started reaching the
+// client, as the request that reserved it: if the request then never
+// settles (its Lambda dies, storage fails past Settle's retries), the stale
+// sweep charges the reserved amount instead of refunding it, so the
+// platform never delivers more than it charged. Call it when the first
+// byte of the answer goes out; Settle also calls it when it has to retry.
+func (l *Ledger) MarkDelivered(ctx context.Context, userID, requestID string) error {
+	if err := checkIDs(userID, requestID); err != nil {
+		return err
+	}
+	return l.markDelivered(ctx, userID, requestID, ownerOf(ctx))
+}
+
+func (l *Ledger) markDelivered(ctx context.Context, userID, requestID, owner string) error {
+	names := map[string]string{"#st": "state", "#del": "delivered"}
+	vals := map[string]types.AttributeValue{":reserved": store.S(stateReserved), ":t": &types.AttributeValueMemberBOOL{Value: true}}
+	cond := "#st = :reserved AND " + ownerCond(owner, names, vals)
+	_, err := l.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(l.ledger),
+		Key:                       store.Key(store.UserPK(userID), skReqPrefix+requestID),
+		UpdateExpression:          aws.String("SET #del = :t"),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ccf):
+		return ErrNoReservation
+	}
+	return unavailable("mark delivered", err)
 }
 
 // finish moves a reserved request to state, adding delta to the balance.
 // Item 0 is the account (absent when delta is 0: a placeholder condition
 // check keeps the indexes), item 1 the REQ# state, item 2 the ledger row.
-func (l *Ledger) finish(ctx context.Context, userID, requestID string, reserved, delta, charged int64, state, kind string, meta map[string]any) error {
+// The REQ# condition is ownership by owner, or, for the stale sweep
+// (staleBefore set), a reservation time before staleBefore.
+func (l *Ledger) finish(ctx context.Context, userID, requestID, owner string, reserved, delta, charged, shortfall int64, state, kind string, meta map[string]any, staleBefore string) error {
 	now := l.now().UTC()
-	tx, err := l.txPut(userID, now, txItem{RequestID: requestID, Kind: kind, Amount: delta, Charged: charged, Meta: meta})
+	tx, err := l.txPut(userID, now, txItem{RequestID: requestID, Kind: kind, Amount: delta, Charged: charged, Shortfall: shortfall, Meta: meta})
 	if err != nil {
 		return err
 	}
@@ -411,20 +587,28 @@ func (l *Ledger) finish(ctx context.Context, userID, requestID string, reserved,
 			ExpressionAttributeNames: map[string]string{"#pk": store.AttrPK},
 		}
 	}
+	names := map[string]string{"#st": "state", "#ch": "charged", "#res": "reserved", "#fin": "finished_at", "#sf": "shortfall"}
+	vals := map[string]types.AttributeValue{
+		":state": store.S(state), ":charged": store.N(charged), ":now": store.S(now.Format(time.RFC3339Nano)),
+		":reserved": store.S(stateReserved), ":amt": store.N(reserved), ":sf": store.N(shortfall),
+	}
+	cond := "#st = :reserved AND #res = :amt AND "
+	if staleBefore != "" {
+		cond += "#at < :cutoff"
+		names["#at"] = "at"
+		vals[":cutoff"] = store.S(staleBefore)
+	} else {
+		cond += ownerCond(owner, names, vals)
+	}
 	items := []types.TransactWriteItem{
 		account,
 		{Update: &types.Update{
-			TableName:           aws.String(l.ledger),
-			Key:                 store.Key(store.UserPK(userID), skReqPrefix+requestID),
-			UpdateExpression:    aws.String("SET #st = :state, #ch = :charged, #at = :now"),
-			ConditionExpression: aws.String("#st = :reserved AND #res = :amt"),
-			ExpressionAttributeNames: map[string]string{
-				"#st": "state", "#ch": "charged", "#at": "at", "#res": "reserved",
-			},
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":state": store.S(state), ":charged": store.N(charged), ":now": store.S(now.Format(time.RFC3339Nano)),
-				":reserved": store.S(stateReserved), ":amt": store.N(reserved),
-			},
+			TableName:                 aws.String(l.ledger),
+			Key:                       store.Key(store.UserPK(userID), skReqPrefix+requestID),
+			UpdateExpression:          aws.String("SET #st = :state, #ch = :charged, #fin = :now, #sf = :sf"),
+			ConditionExpression:       aws.String(cond),
+			ExpressionAttributeNames:  names,
+			ExpressionAttributeValues: vals,
 		}},
 		{Put: tx},
 	}
@@ -454,7 +638,8 @@ func (l *Ledger) requestState(ctx context.Context, userID, requestID string) (re
 // creates the account row (tier free) if missing and keeps every other
 // attribute of an existing one; a positive grant sets last_grant. The same
 // idempotencyKey never moves credits twice: a replay returns replayed=true
-// and the current balance. An empty key makes the grant non-idempotent.
+// and the current balance; the same key with a different amount or reason
+// is an apperr Conflict. An empty key makes the grant non-idempotent.
 // The balance returned is read right after the movement.
 func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amount int64, reason string) (int64, bool, error) {
 	if idempotencyKey == "" {
@@ -519,6 +704,9 @@ func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amoun
 		c, ok := cancellation(err)
 		switch {
 		case ok && c.failed[1]:
+			if err := l.sameGrant(ctx, userID, idempotencyKey, amount, reason); err != nil {
+				return 0, false, err
+			}
 			bal, berr := l.Balance(ctx, userID)
 			return bal, true, berr
 		case ok && c.failed[0]:
@@ -532,6 +720,31 @@ func (l *Ledger) Grant(ctx context.Context, userID, idempotencyKey string, amoun
 	}
 	bal, err := l.Balance(ctx, userID)
 	return bal, false, err
+}
+
+// sameGrant checks that a replayed idempotency key asks for the movement it
+// made the first time: a different amount or reason is a conflict, not a
+// replay (the admin meant another grant and must use another key).
+func (l *Ledger) sameGrant(ctx context.Context, userID, key string, amount int64, reason string) error {
+	out, err := l.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(l.ledger),
+		Key:            store.Key(store.UserPK(userID), skGrantPrefix+key),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return unavailable("read grant", err)
+	}
+	var g struct {
+		Amount int64  `dynamodbav:"amount"`
+		Reason string `dynamodbav:"reason"`
+	}
+	if err := attributevalue.UnmarshalMap(out.Item, &g); err != nil {
+		return fmt.Errorf("credits: decode grant: %w", err)
+	}
+	if g.Amount != amount || g.Reason != reason {
+		return apperr.New(apperr.Conflict, "this Idempotency-Key was already used for a grant of %d credits with another reason or amount; use a new key for a different grant", g.Amount)
+	}
+	return nil
 }
 
 // Balance returns userID's credit balance (0 without an account), read
@@ -631,7 +844,7 @@ func (l *Ledger) List(ctx context.Context, userID string, limit int, cursor stri
 		at, _ := time.Parse(time.RFC3339Nano, r.At)
 		txs = append(txs, Transaction{
 			RequestID: r.RequestID, Kind: r.Kind, Reason: r.Reason, Amount: r.Amount,
-			Charged: r.Charged, At: at, Meta: r.Meta,
+			Charged: r.Charged, Shortfall: r.Shortfall, At: at, Meta: r.Meta,
 		})
 	}
 	next := ""
@@ -685,15 +898,18 @@ func (l *Ledger) Sum(ctx context.Context, userID string) (int64, error) {
 	return total.Int64(), nil
 }
 
-// ReleaseStale gives back every reservation still held longer than
+// ReleaseStale finishes every reservation still held longer than
 // olderThan: a request whose Lambda was killed between reserve and settle
-// (timeout, crash) never finished it. Choose olderThan above the chat
-// function's timeout. Each release is the ordinary idempotent Release, so a
-// request that settles meanwhile is left alone. It returns how many
-// reservations it released.
+// (timeout, crash), or whose settle or release failed past its retries.
+// One that was marked delivered (MarkDelivered, or a Settle that had to
+// retry) is settled at the reserved amount, which covers the worst case of
+// what was sent; any other is released. Choose olderThan above the chat
+// function's timeout. Each finish is conditional on the reservation still
+// being held and stale, so a request that finishes meanwhile is left alone.
+// It returns how many reservations it finished.
 func (l *Ledger) ReleaseStale(ctx context.Context, olderThan time.Duration) (int, error) {
 	cutoff := l.now().UTC().Add(-olderThan).Format(time.RFC3339Nano)
-	released := 0
+	done := 0
 	var start map[string]types.AttributeValue
 	for {
 		out, err := l.db.Scan(ctx, &dynamodb.ScanInput{
@@ -706,29 +922,35 @@ func (l *Ledger) ReleaseStale(ctx context.Context, olderThan time.Duration) (int
 			ExclusiveStartKey: start,
 		})
 		if err != nil {
-			return released, unavailable("scan stale reservations", err)
+			return done, unavailable("scan stale reservations", err)
 		}
 		for _, it := range out.Items {
 			var r struct {
 				UserID    string `dynamodbav:"user_id"`
 				RequestID string `dynamodbav:"request_id"`
 				Reserved  int64  `dynamodbav:"reserved"`
+				Delivered bool   `dynamodbav:"delivered"`
 			}
 			if err := attributevalue.UnmarshalMap(it, &r); err != nil {
-				return released, fmt.Errorf("credits: decode reservation: %w", err)
+				return done, fmt.Errorf("credits: decode reservation: %w", err)
 			}
-			err := l.Release(ctx, r.UserID, r.RequestID, r.Reserved, map[string]any{"reason": "stale_reservation"})
-			switch {
-			case err == nil:
-				released++
-			case errors.Is(err, ErrNoReservation):
-				// settled or released meanwhile
-			default:
-				return released, err
+			if r.Delivered {
+				err = l.finish(ctx, r.UserID, r.RequestID, "", r.Reserved, 0, r.Reserved, 0, stateSettled, KindSettle,
+					map[string]any{"reason": "stale_reservation_delivered"}, cutoff)
+			} else {
+				err = l.finish(ctx, r.UserID, r.RequestID, "", r.Reserved, r.Reserved, 0, 0, stateReleased, KindRelease,
+					map[string]any{"reason": "stale_reservation"}, cutoff)
 			}
+			if c, ok := cancellation(err); ok && c.failed[1] {
+				continue // finished meanwhile
+			}
+			if err != nil {
+				return done, unavailable("finish stale reservation", err)
+			}
+			done++
 		}
 		if len(out.LastEvaluatedKey) == 0 {
-			return released, nil
+			return done, nil
 		}
 		start = out.LastEvaluatedKey
 	}

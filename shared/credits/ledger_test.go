@@ -381,6 +381,7 @@ func TestUnreachableStorageFailsClosed(t *testing.T) {
 		o.RetryMaxAttempts = 1
 	})
 	l := NewLedger(db, "x-", nil)
+	l.SettleWithin = 200 * time.Millisecond // settle retries a lost connection: do not wait 20 s here
 	ctx := context.Background()
 	if err := l.Reserve(ctx, "u", "r", 5); !apperr.Is(err, apperr.ServiceUnavailable) {
 		t.Fatalf("Reserve: %v, want ServiceUnavailable", err)

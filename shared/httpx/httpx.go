@@ -33,7 +33,21 @@ type ctxKey int
 const (
 	requestIDKey ctxKey = iota
 	loggerKey
+	nonceKey
 )
+
+// RequestNonce returns the id the server made for this request alone ("" if
+// none). Unlike the request id it never comes from the client, so it can
+// prove which request wrote something (the owner of a credit reservation).
+func RequestNonce(ctx context.Context) string {
+	id, _ := ctx.Value(nonceKey).(string)
+	return id
+}
+
+// WithRequestNonce stores the server-made id of this request in ctx.
+func WithRequestNonce(ctx context.Context, nonce string) context.Context {
+	return context.WithValue(ctx, nonceKey, nonce)
+}
 
 // RequestID returns the request id stored in ctx ("" if none).
 func RequestID(ctx context.Context) string {
@@ -83,6 +97,15 @@ type statusRecorder struct {
 	bytes  int64
 }
 
+// StatusClientGone is the status logged for a request whose client went
+// away before its answer (nginx's 499): not an error of ours.
+const StatusClientGone = 499
+
+// ClientGone reports whether r's client went away (its connection closed or
+// the request was cancelled): an error met now is a consequence, logged as
+// such, never as an internal error.
+func ClientGone(r *http.Request) bool { return errors.Is(r.Context().Err(), context.Canceled) }
+
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
@@ -125,7 +148,7 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 				id = NewID()
 			}
 		}
-		ctx := WithRequestID(r.Context(), log, id)
+		ctx := WithRequestNonce(WithRequestID(r.Context(), log, id), NewID())
 		r = r.WithContext(ctx)
 		w.Header().Set(RequestIDHeader, id)
 		rec := &statusRecorder{ResponseWriter: w}
@@ -140,8 +163,17 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 					WriteError(rec, r, apperr.New(apperr.Internal, "internal error"))
 				}
 			}
-			l.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-				"bytes", rec.bytes, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+			status, attrs := rec.status, []any{}
+			if ClientGone(r) {
+				// Nothing (or only our reaction to the cancellation) was
+				// sent: the client left, which is not a failure of ours.
+				if status == 0 || status >= 500 {
+					status = StatusClientGone
+				}
+				attrs = append(attrs, "client_gone", true)
+			}
+			l.Info("request", append([]any{"method", r.Method, "path", r.URL.Path, "status", status,
+				"bytes", rec.bytes, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}, attrs...)...)
 		}()
 		next.ServeHTTP(rec, r)
 	})
@@ -160,7 +192,13 @@ type errorDetail struct {
 
 // WriteError writes err in the SPEC §12 envelope. Non-application errors are
 // logged with their cause and sent as a generic 500.
+//
+// When the client already went away, nothing is written and the error is
+// logged as a consequence of that (the access line says 499).
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	if clientGoneNote(r, err) {
+		return
+	}
 	code, msg, retry := apperr.Public(err)
 	status := apperr.Status(code)
 	log := Logger(r.Context(), slog.Default())
@@ -175,6 +213,57 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	WriteJSON(w, status, errorBody{Error: errorDetail{
 		Type: apperr.Type(code), Code: string(code), Message: msg, RequestID: RequestID(r.Context()),
 	}})
+}
+
+// WriteAnthropicError writes err in the Anthropic error shape
+// ({"type":"error","error":{"type","message",...}}) carrying the envelope's
+// fields, as every error on /v1/messages is: the Anthropic SDKs surface only
+// that shape's message. 402, 413 and 503 take Anthropic's own error types.
+func WriteAnthropicError(w http.ResponseWriter, r *http.Request, err error) {
+	if clientGoneNote(r, err) {
+		return
+	}
+	code, msg, retry := apperr.Public(err)
+	status := apperr.Status(code)
+	log := Logger(r.Context(), slog.Default())
+	if status >= 500 {
+		log.Error("request failed", "code", string(code), "err", err.Error())
+	} else {
+		log.Info("request refused", "code", string(code), "message", msg)
+	}
+	if retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+	}
+	typ := apperr.Type(code)
+	switch status {
+	case http.StatusPaymentRequired:
+		typ = "billing_error"
+	case http.StatusServiceUnavailable:
+		typ = "overloaded_error"
+	case http.StatusRequestEntityTooLarge:
+		typ = "request_too_large"
+	}
+	rid := RequestID(r.Context())
+	WriteJSON(w, status, anthropicErrorBody{Type: "error", RequestID: rid, Error: errorDetail{
+		Type: typ, Code: string(code), Message: msg, RequestID: rid,
+	}})
+}
+
+type anthropicErrorBody struct {
+	Type      string      `json:"type"`
+	Error     errorDetail `json:"error"`
+	RequestID string      `json:"request_id"`
+}
+
+// clientGoneNote logs err as the consequence of a departed client and
+// reports true when r's client went away (nobody is left to answer).
+func clientGoneNote(r *http.Request, err error) bool {
+	if !ClientGone(r) {
+		return false
+	}
+	code, _, _ := apperr.Public(err)
+	Logger(r.Context(), slog.Default()).Info("client went away; request abandoned", "code", string(code), "err", err.Error())
+	return true
 }
 
 // WriteJSON writes v as JSON with status.

@@ -95,11 +95,26 @@ var CSVHeader = []string{"request_id", "at", "route", "endpoint", "provider", "m
 
 func (r *Row) csv(rec []string) []string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-	return append(rec[:0], r.RequestID, r.At.UTC().Format(time.RFC3339Nano), r.Route, r.Endpoint,
-		r.Provider, r.Model, strconv.FormatBool(r.Stream), strconv.FormatInt(r.InputTokens, 10),
+	t := cellText
+	return append(rec[:0], t(r.RequestID), r.At.UTC().Format(time.RFC3339Nano), t(r.Route), t(r.Endpoint),
+		t(r.Provider), t(r.Model), strconv.FormatBool(r.Stream), strconv.FormatInt(r.InputTokens, 10),
 		strconv.FormatInt(r.OutputTokens, 10), f(r.CostUSD), strconv.FormatInt(r.Credits, 10),
-		strconv.Itoa(r.Status), r.ErrorClass, f(r.LatencyMS), f(r.TTFTMS), r.FallbackReason,
+		strconv.Itoa(r.Status), t(r.ErrorClass), f(r.LatencyMS), f(r.TTFTMS), t(r.FallbackReason),
 		strconv.FormatBool(r.Cut))
+}
+
+// cellText neutralises a text cell a spreadsheet would run as a formula
+// (CSV injection): one starting with =, +, -, @, tab or CR gets a leading
+// apostrophe, which spreadsheets show as text. Model names and request ids
+// come from clients, so every text cell goes through it; numbers do not.
+func cellText(s string) string {
+	if s != "" {
+		switch s[0] {
+		case '=', '+', '-', '@', '\t', '\r':
+			return "'" + s
+		}
+	}
+	return s
 }
 
 // ---------------------------------------------------------------- reading
