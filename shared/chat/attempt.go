@@ -80,22 +80,19 @@ func (c *call) build() (upstreamCall, error) {
 	r := c.req
 	switch {
 	case r.Op == opChat && c.prov == provider.Anthropic:
-		b, err := translate.ChatToMessages(r.Body, r.UpstreamModel)
+		b, err := translate.ChatToMessages(r.canonical(), r.UpstreamModel)
 		return upstreamCall{path: "/messages", body: b}, err
 	case r.Op == opMessages && c.prov == provider.Anthropic:
-		b, err := r.anthropicBody()
-		return upstreamCall{path: "/messages", body: b, header: r.Header}, err
+		return upstreamCall{path: "/messages", body: r.anthropicBody(), header: r.Header}, nil
 	case r.Op == opMessages:
-		b, err := translate.MessagesToChat(r.Body, r.UpstreamModel)
+		b, err := translate.MessagesToChat(r.canonical(), r.UpstreamModel)
 		return upstreamCall{path: "/chat/completions", body: b}, err
 	case r.Op == opEmbeddings:
-		b, err := r.openAIBody()
-		return upstreamCall{path: "/embeddings", body: b}, err
+		return upstreamCall{path: "/embeddings", body: r.openAIBody()}, nil
 	case r.Op == opTranscription:
 		return upstreamCall{path: "/audio/transcriptions", body: r.Body, contentType: r.ContentType}, nil
 	default:
-		b, err := r.openAIBody()
-		return upstreamCall{path: "/chat/completions", body: b}, err
+		return upstreamCall{path: "/chat/completions", body: r.openAIBody()}, nil
 	}
 }
 
