@@ -147,13 +147,14 @@ func (o jsonObject) posInt(name string) (int64, error) {
 	if !ok || isNull(v) {
 		return 0, nil
 	}
-	bad := apperr.New(apperr.InvalidRequest, "field %q must be a positive integer", name)
-	if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
-		return 0, bad
+	if v[0] >= '1' && v[0] <= '9' {
+		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n <= 1<<53 {
+			return n, nil // the common case: a plain integer
+		}
 	}
 	f, err := strconv.ParseFloat(string(v), 64)
-	if err != nil || f < 1 || f != math.Trunc(f) || f > 1<<53 {
-		return 0, bad
+	if (v[0] != '-' && (v[0] < '0' || v[0] > '9')) || err != nil || f < 1 || f != math.Trunc(f) || f > 1<<53 {
+		return 0, apperr.New(apperr.InvalidRequest, "field %q must be a positive integer", name)
 	}
 	return int64(f), nil
 }

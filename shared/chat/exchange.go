@@ -18,7 +18,6 @@ import (
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/usage"
 	"github.com/synthstack/byok/shared/vault"
-	"github.com/tidwall/sjson"
 )
 
 // Response headers (SPEC §8).
@@ -43,6 +42,7 @@ type call struct {
 	in       routing.Input
 	ledgerID string
 	fallback string
+	usedKeys []string // every key sent upstream for this request (scrubbed from what we relay)
 }
 
 // serve runs the routing plan for c and writes the answer.
@@ -334,45 +334,22 @@ func (c *call) passThrough(out *outcome) error {
 		reason := reasonOf(out.class, out.status, out.timedOut)
 		return apperr.New(apperr.ProviderError, "the %s provider could not be reached (%s)", c.prov, reason)
 	}
-	body := c.errorBodyFor(out)
+	ue := &upstreamError{status: out.status, err: out.vetted}
 	if out.class == routing.FailAuth {
 		// Providers echo a masked form of the key (more than our hint):
-		// replace the message with our own.
-		body = authErrorBody(body, c.req.Op.anthropicCaller(), fmt.Sprintf("the %s provider refused your API key (%s): %s",
-			c.prov, c.key.Hint, reasonOf(out.class, out.status, false)))
+		// the message is our own.
+		ue.err.Message = fmt.Sprintf("the %s provider refused your API key (%s): %s", c.prov, c.key.Hint, reasonOf(out.class, out.status, false))
 	}
-	return &upstreamError{status: out.status, body: body}
+	return ue
 }
 
-// authErrorBody sets error.message in an upstream error body.
-func authErrorBody(body []byte, anthropic bool, msg string) []byte {
-	if out, err := sjson.SetBytes(body, "error.message", msg); err == nil {
-		return out
-	}
-	if anthropic {
-		return []byte(`{"type":"error","error":{"type":"authentication_error","message":` + strconv.Quote(msg) + `}}`)
-	}
-	return []byte(`{"error":{"type":"authentication_error","code":"provider_unauthorized","message":` + strconv.Quote(msg) + `}}`)
-}
-
-// upstreamError is a provider's error answer relayed as it is.
-type upstreamError struct {
-	status int
-	body   []byte
-}
-
-func (e *upstreamError) Error() string { return "upstream error " + strconv.Itoa(e.status) }
-
-// writeError writes err: upstream errors as they are, the rest in the
+// writeError writes err: upstream errors rebuilt (vet.go), the rest in the
 // envelope of SPEC §12 — for Anthropic-protocol callers also shaped as an
 // Anthropic error ({"type":"error","error":{"type","message",...}}).
 func writeError(w http.ResponseWriter, r *http.Request, op operation, err error) {
 	var ue *upstreamError
 	if errors.As(err, &ue) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", strconv.Itoa(len(ue.body)))
-		w.WriteHeader(ue.status)
-		_, _ = w.Write(ue.body)
+		writeUpstreamError(w, r, op, ue)
 		return
 	}
 	if !op.anthropicCaller() {
