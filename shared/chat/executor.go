@@ -86,6 +86,9 @@ type Executor struct {
 	MaxResponseBytes int64
 	// Limits bounds request bodies (DefaultLimits, or LambdaLimits).
 	Limits Limits
+	// DetachedTimeout bounds each storage write that outlives the client's
+	// connection (usage, ledger, events; default 10 s).
+	DetachedTimeout time.Duration
 	// DefaultCopilotModel is used by /v1/copilot/chat when none is given.
 	DefaultCopilotModel string
 	Log                 *slog.Logger
@@ -104,6 +107,17 @@ func (x *Executor) idleTimeout() time.Duration {
 		return x.IdleTimeout
 	}
 	return 2 * time.Minute
+}
+
+// detached returns a context that survives the client going away (a
+// reservation or a delivered answer must still be settled and recorded)
+// but not DetachedTimeout, so a stalled store cannot hold the function.
+func (x *Executor) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := x.DetachedTimeout
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
 
 func (x *Executor) upstreamTimeout() time.Duration {
