@@ -32,6 +32,7 @@ type outcome struct {
 	retryAfter string
 	errBody    []byte                // the upstream error as it came: for classification only
 	vetted     translate.VettedError // what of it may reach the client
+	ownErr     error                 // a failure of ours after the provider answered (our envelope)
 	bytesSent  bool
 	cut        bool
 	usage      tokens
@@ -168,8 +169,7 @@ func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
 		// Never a truncated 200: the provider answered (and billed) but we
 		// cannot relay it whole. Not the key's fault: no fallback, no circuit.
 		return &outcome{class: routing.FailRequest, status: http.StatusBadGateway,
-			vetted: translate.VettedError{Type: "api_error", Code: string(apperr.ProviderError),
-				Message: fmt.Sprintf("the provider's answer is larger than the relay limit (%d bytes); ask for a shorter answer", limit)}}
+			ownErr: apperr.New(apperr.ProviderError, "the provider's answer is larger than the relay limit (%d bytes); ask for a shorter answer", limit)}
 	}
 	out := &outcome{ok: true, status: resp.StatusCode}
 	ct := "application/json"
@@ -196,7 +196,7 @@ func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
 		// The provider answered (and billed); only our translation failed:
 		// never fall back or trip the circuit for it.
 		return &outcome{class: routing.FailRequest, status: http.StatusBadGateway,
-			vetted: translate.VettedError{Type: "api_error", Code: string(apperr.ProviderError), Message: "the provider's answer could not be translated"}}
+			ownErr: apperr.New(apperr.ProviderError, "the provider's answer could not be translated")}
 	}
 	h := c.w.Header()
 	h.Set("Content-Type", ct)

@@ -369,6 +369,9 @@ func (c *call) passThrough(out *outcome) error {
 		reason := reasonOf(out.class, out.status, out.timedOut)
 		return apperr.New(apperr.ProviderError, "the %s provider could not be reached (%s)", c.prov, reason)
 	}
+	if out.ownErr != nil {
+		return out.ownErr
+	}
 	ue := &upstreamError{status: out.status, err: out.vetted}
 	if out.class == routing.FailAuth {
 		// Providers echo a masked form of the key (more than our hint):
@@ -390,7 +393,7 @@ func writeError(w http.ResponseWriter, r *http.Request, op operation, err error)
 	}
 	var ue *upstreamError
 	if errors.As(err, &ue) {
-		writeUpstreamError(w, r, op, ue)
+		writeUpstreamError(w, op, ue)
 		return
 	}
 	if !op.anthropicCaller() {

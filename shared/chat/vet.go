@@ -16,7 +16,7 @@ import (
 
 // credentialLike matches text that looks like a provider credential: OpenAI
 // and Anthropic keys (masked ones too), Google keys, bearer tokens.
-var credentialLike = regexp.MustCompile(`(?i:bearer)\s+[^\s"',;]+|sk-[A-Za-z0-9_\-*.]{4,}|AIza[0-9A-Za-z_\-]{4,}`)
+var credentialLike = regexp.MustCompile(`(?i:bearer)\s+[^\s"',;()]+|sk-[A-Za-z0-9_\-*.]{4,}|AIza[0-9A-Za-z_\-]{4,}`)
 
 // platformKeyHint stands for the platform's own key in anything we relay.
 const platformKeyHint = "[platform key]"
@@ -82,20 +82,18 @@ func codeFor(status int) string {
 	return string(apperr.InvalidRequest)
 }
 
-// writeUpstreamError writes a rebuilt provider error in the caller's shape.
-func writeUpstreamError(w http.ResponseWriter, r *http.Request, op operation, ue *upstreamError) {
-	rid := httpx.RequestID(r.Context())
+// writeUpstreamError writes a rebuilt provider error in the caller's shape
+// (the provider error shapes of docs/openapi.yaml; the request id is in
+// X-Request-Id).
+func writeUpstreamError(w http.ResponseWriter, op operation, ue *upstreamError) {
 	code := ue.err.Code
 	if code == "" {
 		code = codeFor(ue.status)
 	}
-	detail := map[string]any{"type": ue.err.Type, "code": code, "message": ue.err.Message, "request_id": rid}
+	detail := map[string]any{"type": ue.err.Type, "code": code, "message": ue.err.Message}
 	body := map[string]any{"error": detail}
 	if op.anthropicCaller() {
 		body["type"] = "error"
-		body["request_id"] = rid
-	} else {
-		detail["param"] = nil
 	}
 	httpx.WriteJSON(w, ue.status, body)
 }
@@ -119,7 +117,7 @@ func (c *call) streamErrorData(v translate.VettedError) (event string, data []by
 	if c.req.Op.anthropicCaller() {
 		return "error", mustJSON(map[string]any{"type": "error", "error": map[string]string{"type": v.Type, "message": v.Message}})
 	}
-	return "", mustJSON(map[string]any{"error": map[string]any{"type": v.Type, "code": code, "message": v.Message, "param": nil}})
+	return "", mustJSON(map[string]any{"error": map[string]any{"type": v.Type, "code": code, "message": v.Message}})
 }
 
 func mustJSON(v any) []byte {

@@ -297,6 +297,28 @@ func (s *Server) SetKey(apiKey string, b Behavior) {
 	s.keys[apiKey] = b
 }
 
+// Keys returns every key given to SetKey and every credential a request
+// presented (for tests that check no key leaks anywhere).
+func (s *Server) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	add := func(k string) {
+		if k != "" && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	for k := range s.keys {
+		add(k)
+	}
+	for k := range s.calls {
+		add(k)
+	}
+	return out
+}
+
 // SetDefault sets the behaviour for keys without SetKey (initially Unauthorized()).
 func (s *Server) SetDefault(b Behavior) {
 	s.mu.Lock()
