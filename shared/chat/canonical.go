@@ -70,11 +70,20 @@ func parseObject(body []byte) (jsonObject, error) {
 	return o, nil
 }
 
-// checkFolded refuses top-level names that differ only in case: Go's
-// encoding/json (our translators) matches fields case-insensitively and
-// would read "MAX_TOKENS" where a provider reads "max_tokens".
+// checkFolded refuses top-level names that differ only in case from
+// another, or from a field we bill on: Go's encoding/json (our translators,
+// and any provider written with it) matches names case-insensitively and
+// would read "MAX_TOKENS" as max_tokens where we did not.
 func (o jsonObject) checkFolded() error {
-	for i := 1; i < len(o.members); i++ {
+	// The members we bill, limit and route on: spelled exactly.
+	billedFields := [...]string{"model", "stream", "max_tokens", "max_completion_tokens", "n", "best_of", "stream_options", "messages", "input"}
+	for i := range o.members {
+		name := o.members[i].name
+		for _, f := range billedFields {
+			if name != f && strings.EqualFold(name, f) {
+				return apperr.New(apperr.InvalidRequest, "unknown field %q: did you mean %q? (field names are case-sensitive)", clip(name), f)
+			}
+		}
 		for j := range i {
 			if strings.EqualFold(o.members[i].name, o.members[j].name) {
 				return apperr.New(apperr.InvalidRequest, "request body has both %q and %q: keys may appear once, in one spelling", clip(o.members[j].name), clip(o.members[i].name))
