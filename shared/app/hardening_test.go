@@ -427,3 +427,47 @@ func TestBodyLimits(t *testing.T) {
 		}
 	}
 }
+
+// blockingUsage holds the usage write until the client has the whole
+// answer (or the detached deadline passes) and records which came first.
+type blockingUsage struct {
+	chat.UsageWriter
+	clientDone  chan struct{}
+	afterClient chan bool
+}
+
+func (b *blockingUsage) Put(ctx context.Context, r usage.Record) error {
+	select {
+	case <-b.clientDone:
+		b.afterClient <- true
+	case <-ctx.Done():
+		b.afterClient <- false
+	}
+	return b.UsageWriter.Put(ctx, r)
+}
+
+// A non-streamed answer is at the client, every byte, before the usage
+// write begins: the write is off the answer's path.
+func TestUsageWriteAfterClientHasAnswer(t *testing.T) {
+	e := newEnv(t, nil)
+	bu := &blockingUsage{UsageWriter: e.app.Chat.Usage, clientDone: make(chan struct{}), afterClient: make(chan bool, 1)}
+	e.app.Chat.Usage = bu
+	e.setTier("alice", "premium")
+	e.saveKey("alice", "openai", openAIKey(t))
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/chat/completions", bytes.NewReader(chatBody("gpt-4o-mini", 5, "x")))
+	req.Header.Set("Authorization", "Bearer "+e.token("alice", ""))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&m) // returns with the last byte (Content-Length)
+	resp.Body.Close()
+	if err != nil || resp.ContentLength <= 0 || m["object"] != "chat.completion" {
+		t.Fatalf("answer: %v %d %v", err, resp.ContentLength, m)
+	}
+	close(bu.clientDone)
+	if !<-bu.afterClient {
+		t.Fatal("the usage write began before the client had the whole answer")
+	}
+}

@@ -100,6 +100,7 @@ func newEnv(t *testing.T, edit func(vars map[string]string)) *testEnv {
 		"INTERNAL_ANTHROPIC_API_KEY": internalAnthropicKey,
 		"SETTINGS_CACHE_TTL":         "1ms",
 		"UPSTREAM_HEADER_TIMEOUT":    "400ms",
+		"UPSTREAM_TIMEOUT":           "1s", // a stalled non-streamed answer
 	}
 	if edit != nil {
 		edit(e.vars)

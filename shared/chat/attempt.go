@@ -205,6 +205,11 @@ func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
 	out.bytesSent = true
 	out.ttft = time.Since(c.start)
 	_, _ = c.w.Write(raw)
+	// The client has every byte (Content-Length) before the usage write
+	// that follows: flush rather than wait for the handler to return.
+	if f, ok := c.w.(http.Flusher); ok {
+		f.Flush()
+	}
 	return out
 }
 
