@@ -12,9 +12,9 @@ import (
 	"github.com/synthstack/byok/shared/apperr"
 )
 
-// jsonObject is a request body parsed once (docs/api.md, "one canonical
-// request"): its top-level members in order, each value kept as raw JSON
-// that was checked for syntax, UTF-8 and duplicate names at every depth.
+// jsonObject is a request body parsed once: its top-level members in
+// order, each value kept as raw JSON that was checked for syntax, UTF-8 and
+// duplicate names at every depth.
 // What we bill, limit, route and log is read from it, and the body sent
 // upstream is re-encoded from it, so a provider that takes the last of two
 // keys (most do) cannot read something other than what we charged for.

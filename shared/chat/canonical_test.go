@@ -9,7 +9,7 @@ import (
 
 // A key given twice, at any depth, is refused naming it: providers take the
 // last occurrence, so billing on the first would bill another request
-// (docs/api.md, "one canonical request").
+// (one canonical request).
 func TestDuplicateKeysRefused(t *testing.T) {
 	cases := map[string]struct{ body, name string }{
 		"model":        {`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}],"model":"o1-pro"}`, "model"},

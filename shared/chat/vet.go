@@ -22,7 +22,7 @@ var credentialLike = regexp.MustCompile(`(?i:bearer)\s+[^\s"',;()]+|sk-[A-Za-z0-
 const platformKeyHint = "[platform key]"
 
 // scrubber replaces every key used for a request, and anything that looks
-// like a credential, by the key's hint (docs/api.md, "errors").
+// like a credential, by the key's hint.
 type scrubber struct {
 	keys []string // plaintext keys used for this request
 	hint string   // the hint of the key used for the attempt being vetted
