@@ -298,7 +298,15 @@ func TestDetachedWritesHaveDeadline(t *testing.T) {
 			t.Fatalf("%s: %d %s", u, r.Status, r.Body)
 		}
 	}
-	if len(du.deadline) != 1 || !du.deadline[0] || len(dl.deadline) != 1 || !dl.deadline[0] {
+	// The writes follow the answer (the client may have it first).
+	waitFor(t, "the usage write and the settle", func() bool {
+		du.mu.Lock()
+		defer du.mu.Unlock()
+		dl.mu.Lock()
+		defer dl.mu.Unlock()
+		return len(du.deadline) == 1 && len(dl.deadline) == 1
+	})
+	if !du.deadline[0] || !dl.deadline[0] {
 		t.Fatalf("detached writes without a deadline: usage %v, settle %v", du.deadline, dl.deadline)
 	}
 }
