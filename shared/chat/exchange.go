@@ -21,9 +21,6 @@ import (
 	"github.com/synthstack/byok/shared/vault"
 )
 
-// statusClientGone is logged for a request whose client left first (nginx's 499).
-const statusClientGone = 499
-
 // Response headers (SPEC §8).
 const (
 	HeaderRoute    = "X-Byok-Route"
@@ -391,11 +388,11 @@ func writeError(w http.ResponseWriter, r *http.Request, op operation, err error)
 	if w.Header().Get(HeaderRoute) == "" {
 		w.Header().Set(HeaderRoute, "none") // failed before a route was chosen
 	}
-	if r.Context().Err() != nil {
+	if httpx.ClientGone(r) {
 		// The client went away (during a storage call, say): nobody to
 		// answer, and not a failure of ours. 499 is the access log's status.
 		httpx.Logger(r.Context(), slog.Default()).Info("client went away; request abandoned", "err", err.Error())
-		w.WriteHeader(statusClientGone)
+		w.WriteHeader(httpx.StatusClientGone)
 		return
 	}
 	var ue *upstreamError
