@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,10 +50,16 @@ type Config struct {
 	UpstreamHeaderTimeout time.Duration
 	// UpstreamIdleTimeout bounds silence within an answer (streams too).
 	UpstreamIdleTimeout time.Duration
-	CopilotModel        string
-	Auth                auth.Config
-	Endpoints           provider.Endpoints
-	Getenv              func(string) string
+	// UpstreamTimeout bounds a whole non-streamed answer.
+	UpstreamTimeout time.Duration
+	// UpstreamMaxResponseBytes is the relay limit of an upstream answer.
+	UpstreamMaxResponseBytes int64
+	// BodyLimits bound the AI routes' request bodies (Lambda's 6 MB there).
+	BodyLimits   chat.Limits
+	CopilotModel string
+	Auth         auth.Config
+	Endpoints    provider.Endpoints
+	Getenv       func(string) string
 	// NoVerifier wires no token verifier: for functions that serve no
 	// request (the revalidator), so auth configuration cannot stop them.
 	NoVerifier bool
@@ -69,14 +76,24 @@ func ConfigFromEnv(getenv func(string) string) Config {
 			provider.OpenAI:    getenv("INTERNAL_OPENAI_API_KEY"),
 			provider.Anthropic: getenv("INTERNAL_ANTHROPIC_API_KEY"),
 		},
-		SettingsTTL:           durationEnv(getenv, "SETTINGS_CACHE_TTL", 5*time.Second),
-		UpstreamHeaderTimeout: durationEnv(getenv, "UPSTREAM_HEADER_TIMEOUT", 60*time.Second),
-		UpstreamIdleTimeout:   durationEnv(getenv, "UPSTREAM_IDLE_TIMEOUT", 2*time.Minute),
-		CopilotModel:          getenv("COPILOT_DEFAULT_MODEL"),
-		Auth:                  auth.ConfigFromEnv(getenv),
-		Endpoints:             provider.EndpointsFromEnv(getenv),
-		Getenv:                getenv,
+		SettingsTTL:              durationEnv(getenv, "SETTINGS_CACHE_TTL", 5*time.Second),
+		UpstreamHeaderTimeout:    durationEnv(getenv, "UPSTREAM_HEADER_TIMEOUT", 60*time.Second),
+		UpstreamIdleTimeout:      durationEnv(getenv, "UPSTREAM_IDLE_TIMEOUT", 2*time.Minute),
+		UpstreamTimeout:          durationEnv(getenv, "UPSTREAM_TIMEOUT", 10*time.Minute),
+		UpstreamMaxResponseBytes: intEnv(getenv, "UPSTREAM_MAX_RESPONSE_BYTES", 32<<20),
+		BodyLimits:               chat.LimitsFor(getenv),
+		CopilotModel:             getenv("COPILOT_DEFAULT_MODEL"),
+		Auth:                     auth.ConfigFromEnv(getenv),
+		Endpoints:                provider.EndpointsFromEnv(getenv),
+		Getenv:                   getenv,
 	}
+}
+
+func intEnv(getenv func(string) string, name string, def int64) int64 {
+	if n, err := strconv.ParseInt(getenv(name), 10, 64); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
 
 func durationEnv(getenv func(string) string, name string, def time.Duration) time.Duration {
@@ -182,6 +199,10 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 			Endpoints:           cfg.Endpoints,
 			InternalKeys:        cfg.InternalKeys,
 			HeaderTimeout:       cfg.UpstreamHeaderTimeout,
+			IdleTimeout:         cfg.UpstreamIdleTimeout,
+			UpstreamTimeout:     cfg.UpstreamTimeout,
+			MaxResponseBytes:    cfg.UpstreamMaxResponseBytes,
+			Limits:              cfg.BodyLimits,
 			DefaultCopilotModel: cfg.CopilotModel,
 			Log:                 log,
 		},

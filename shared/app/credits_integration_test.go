@@ -26,6 +26,9 @@ func (e *testEnv) serialiseAWS() {
 	cfg := awstest.Config(e.t)
 	cfg.HTTPClient = awstest.SerialHTTPClient() // moto is not atomic across concurrent transactions
 	e.startWith(app.NewClients(cfg))
+	// Serialised, 200 requests' ledger writes queue for far longer than a
+	// real store's worst case: give the detached writes room.
+	e.app.Chat.DetachedTimeout = 5 * time.Minute
 }
 
 func chatBody(model string, maxTokens int, prompt string) []byte {

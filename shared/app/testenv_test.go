@@ -31,6 +31,10 @@ func TestMain(m *testing.M) {
 	if openAPIMain(os.Stderr, testing.Verbose()) != 0 && code == 0 {
 		code = 1
 	}
+	// No exchange of any test carries a key that test used, or an internal key.
+	if secretScanMain(os.Stderr) != 0 && code == 0 {
+		code = 1
+	}
 	os.Exit(code)
 }
 
@@ -81,6 +85,7 @@ func newEnv(t *testing.T, edit func(vars map[string]string)) *testEnv {
 	t.Helper()
 	fake := fakeprovider.New()
 	t.Cleanup(fake.Close)
+	t.Cleanup(func() { testKeys.add(t.Name(), fake.Keys()...) })
 	fake.SetKey(internalOpenAIKey, fakeprovider.OK())
 	fake.SetKey(internalAnthropicKey, fakeprovider.OK())
 	e := &testEnv{t: t, fake: fake, logs: &lockedBuffer{}, transcript: &lockedBuffer{}}
@@ -95,6 +100,7 @@ func newEnv(t *testing.T, edit func(vars map[string]string)) *testEnv {
 		"INTERNAL_ANTHROPIC_API_KEY": internalAnthropicKey,
 		"SETTINGS_CACHE_TTL":         "1ms",
 		"UPSTREAM_HEADER_TIMEOUT":    "400ms",
+		"UPSTREAM_TIMEOUT":           "1s", // a stalled non-streamed answer
 	}
 	if edit != nil {
 		edit(e.vars)

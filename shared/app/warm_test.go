@@ -65,6 +65,13 @@ func TestWarmBYOKRequestIO(t *testing.T) {
 			t.Fatalf("request %d: %d %s", i, r.Status, r.Body)
 		}
 		ops := ct.take()
+		// The usage write follows the answer (the client has it first).
+		waitFor(t, "the usage write", func() bool {
+			for op, n := range ct.take() {
+				ops[op] += n
+			}
+			return ops["DynamoDB_20120810.PutItem"] >= 1
+		})
 		if i == 0 {
 			// cold: settings read and one KMS Decrypt of the data key
 			if ops["TrentService.Decrypt"] != 1 {

@@ -1,13 +1,18 @@
 package chat
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/translate"
@@ -25,7 +30,9 @@ type outcome struct {
 	timedOut   bool
 	canceled   bool // the client went away
 	retryAfter string
-	errBody    []byte
+	errBody    []byte                // the upstream error as it came: for classification only
+	vetted     translate.VettedError // what of it may reach the client
+	ownErr     error                 // a failure of ours after the provider answered (our envelope)
 	bytesSent  bool
 	cut        bool
 	usage      tokens
@@ -45,23 +52,6 @@ func (o *outcome) clientStatus() int {
 	}
 }
 
-// errorBodyFor returns the upstream error body in the caller's protocol.
-func (c *call) errorBodyFor(o *outcome) []byte {
-	if c.req.Op.anthropicCaller() {
-		if c.prov == provider.Anthropic && gjson.ValidBytes(o.errBody) && len(o.errBody) > 0 {
-			return o.errBody
-		}
-		return translate.OpenAIErrorToAnthropic(o.status, o.errBody)
-	}
-	if c.prov == provider.Anthropic {
-		return translate.AnthropicErrorToOpenAI(o.status, o.errBody)
-	}
-	if len(o.errBody) == 0 || !gjson.ValidBytes(o.errBody) {
-		return []byte(`{"error":{"type":"api_error","code":"provider_error","message":"the provider answered with status ` + strconv.Itoa(o.status) + `"}}`)
-	}
-	return o.errBody
-}
-
 // upstreamCall is the request to send for one operation and provider.
 type upstreamCall struct {
 	path        string
@@ -72,7 +62,7 @@ type upstreamCall struct {
 
 func badRequest(err error) *outcome {
 	return &outcome{class: routing.FailRequest, status: http.StatusBadRequest,
-		errBody: []byte(`{"error":{"type":"invalid_request_error","code":"invalid_request","message":` + strconv.Quote(err.Error()) + `}}`)}
+		vetted: translate.VettedError{Type: "invalid_request_error", Code: string(apperr.InvalidRequest), Message: err.Error()}}
 }
 
 // build returns the upstream request for c's operation and provider.
@@ -80,22 +70,19 @@ func (c *call) build() (upstreamCall, error) {
 	r := c.req
 	switch {
 	case r.Op == opChat && c.prov == provider.Anthropic:
-		b, err := translate.ChatToMessages(r.Body, r.UpstreamModel)
+		b, err := translate.ChatToMessages(r.canonical(), r.UpstreamModel)
 		return upstreamCall{path: "/messages", body: b}, err
 	case r.Op == opMessages && c.prov == provider.Anthropic:
-		b, err := r.anthropicBody()
-		return upstreamCall{path: "/messages", body: b, header: r.Header}, err
+		return upstreamCall{path: "/messages", body: r.anthropicBody(), header: r.Header}, nil
 	case r.Op == opMessages:
-		b, err := translate.MessagesToChat(r.Body, r.UpstreamModel)
+		b, err := translate.MessagesToChat(r.canonical(), r.UpstreamModel)
 		return upstreamCall{path: "/chat/completions", body: b}, err
 	case r.Op == opEmbeddings:
-		b, err := r.openAIBody()
-		return upstreamCall{path: "/embeddings", body: b}, err
+		return upstreamCall{path: "/embeddings", body: r.openAIBody()}, nil
 	case r.Op == opTranscription:
 		return upstreamCall{path: "/audio/transcriptions", body: r.Body, contentType: r.ContentType}, nil
 	default:
-		b, err := r.openAIBody()
-		return upstreamCall{path: "/chat/completions", body: b}, err
+		return upstreamCall{path: "/chat/completions", body: r.openAIBody()}, nil
 	}
 }
 
@@ -104,6 +91,7 @@ func (c *call) build() (upstreamCall, error) {
 // leaves the response untouched so the caller can fall back.
 func (c *call) attempt(ctx context.Context, apiKey string) *outcome {
 	x := c.x
+	defer func() { c.usedKeys = append(c.usedKeys, apiKey) }()
 	uc, err := c.build()
 	if err != nil {
 		return badRequest(err)
@@ -120,9 +108,20 @@ func (c *call) attempt(ctx context.Context, apiKey string) *outcome {
 	if c.req.Stream {
 		req.Header.Set("Accept", "text/event-stream")
 	}
-	timer := startHeaderTimer(x.headerTimeout(), cancel)
+	// A stream's headers come at once, so a slow header is a stalled
+	// provider; a non-streamed answer's headers come with the whole answer,
+	// so it gets one long whole-answer bound instead.
+	var timer *headerTimer
+	if c.req.Stream {
+		timer = startHeaderTimer(x.headerTimeout(), cancel)
+	} else {
+		timer = startHeaderTimer(x.upstreamTimeout(), cancel)
+		defer timer.stop()
+	}
 	resp, err := x.HTTP.Do(req)
-	timer.stop()
+	if c.req.Stream {
+		timer.stop()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return &outcome{canceled: true}
@@ -133,16 +132,18 @@ func (c *call) attempt(ctx context.Context, apiKey string) *outcome {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		eb, _ := readBounded(resp.Body, maxErrorBody)
 		return &outcome{status: resp.StatusCode, class: classify(c.prov, resp.StatusCode, eb),
-			retryAfter: resp.Header.Get("Retry-After"), errBody: eb}
+			retryAfter: resp.Header.Get("Retry-After"), errBody: eb, vetted: c.vetError(resp.StatusCode, eb, apiKey)}
 	}
 	// After the headers, an upstream that goes silent for IdleTimeout is cut
 	// (the stream is then recorded as cut, the client's request ends).
 	idle := time.AfterFunc(x.idleTimeout(), cancel)
 	defer idle.Stop()
 	if c.req.Stream {
-		return c.relayStream(ctx, resp, func() { idle.Reset(x.idleTimeout()) })
+		return c.relayStream(ctx, resp, apiKey, func() { idle.Reset(x.idleTimeout()) })
 	}
-	return c.relayWhole(ctx, resp)
+	out := c.relayWhole(ctx, resp)
+	out.timedOut = out.timedOut || timer.fired()
+	return out
 }
 
 func anthropicUsage(raw []byte, path string) tokens {
@@ -156,12 +157,19 @@ func openAIUsage(raw []byte, path string) tokens {
 }
 
 func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
-	raw, err := readBounded(resp.Body, maxResponseBody)
+	limit := c.x.maxResponseBytes()
+	raw, err := readBounded(resp.Body, limit+1)
 	if err != nil {
 		if ctx.Err() != nil {
 			return &outcome{canceled: true}
 		}
 		return &outcome{class: routing.FailUnavailable, status: 0}
+	}
+	if int64(len(raw)) > limit {
+		// Never a truncated 200: the provider answered (and billed) but we
+		// cannot relay it whole. Not the key's fault: no fallback, no circuit.
+		return &outcome{class: routing.FailRequest, status: http.StatusBadGateway,
+			ownErr: apperr.New(apperr.ProviderError, "the provider's answer is larger than the relay limit (%d bytes); ask for a shorter answer", limit)}
 	}
 	out := &outcome{ok: true, status: resp.StatusCode}
 	ct := "application/json"
@@ -188,7 +196,7 @@ func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
 		// The provider answered (and billed); only our translation failed:
 		// never fall back or trip the circuit for it.
 		return &outcome{class: routing.FailRequest, status: http.StatusBadGateway,
-			errBody: []byte(`{"error":{"type":"api_error","code":"provider_error","message":"the provider's answer could not be translated"}}`)}
+			ownErr: apperr.New(apperr.ProviderError, "the provider's answer could not be translated")}
 	}
 	h := c.w.Header()
 	h.Set("Content-Type", ct)
@@ -197,6 +205,11 @@ func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
 	out.bytesSent = true
 	out.ttft = time.Since(c.start)
 	_, _ = c.w.Write(raw)
+	// The client has every byte (Content-Length) before the usage write
+	// that follows: flush rather than wait for the handler to return.
+	if f, ok := c.w.(http.Flusher); ok {
+		f.Flush()
+	}
 	return out
 }
 
@@ -226,9 +239,24 @@ func (s *sseWriter) write(event string, data []byte) bool {
 		s.buf = append(s.buf, event...)
 		s.buf = append(s.buf, '\n')
 	}
-	s.buf = append(s.buf, "data: "...)
-	s.buf = append(s.buf, data...)
-	s.buf = append(s.buf, '\n', '\n')
+	// One data: line per line of data: a raw newline inside a data line
+	// would end it, and clients would drop the rest.
+	for {
+		i := bytes.IndexAny(data, "\r\n")
+		s.buf = append(s.buf, "data: "...)
+		if i < 0 {
+			s.buf = append(s.buf, data...)
+			s.buf = append(s.buf, '\n')
+			break
+		}
+		s.buf = append(s.buf, data[:i]...)
+		s.buf = append(s.buf, '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	s.buf = append(s.buf, '\n')
 	if _, err := s.c.w.Write(s.buf); err != nil {
 		return false
 	}
@@ -240,7 +268,7 @@ func (s *sseWriter) write(event string, data []byte) bool {
 
 // relayStream copies SSE events to the client as they arrive, translating
 // between protocols where needed and counting usage.
-func (c *call) relayStream(ctx context.Context, resp *http.Response, alive func()) *outcome {
+func (c *call) relayStream(ctx context.Context, resp *http.Response, apiKey string, alive func()) *outcome {
 	out := &outcome{status: resp.StatusCode}
 	fl, _ := c.w.(http.Flusher)
 	sw := &sseWriter{c: c, out: out, flusher: fl, buf: make([]byte, 0, 1024)}
@@ -257,12 +285,31 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response, alive func(
 	}
 	done := false
 	var readErr error
-	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 8 << 20}) {
+	limit := int(min(c.x.maxResponseBytes(), math.MaxInt32))
+	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: limit}) {
 		if err != nil {
 			readErr = err
+			if errors.Is(err, bufio.ErrTooLong) && ctx.Err() == nil {
+				// One event over the relay limit: end with an error event.
+				name, data := c.streamErrorData(translate.VettedError{Type: "api_error", Code: string(apperr.ProviderError),
+					Message: fmt.Sprintf("the provider sent an event larger than the relay limit (%d bytes); the answer is cut", limit)})
+				if !sw.write(name, data) {
+					return c.clientGone(out)
+				}
+			}
 			break
 		}
 		alive()
+		if c.streamErrorEvent(ev.Type, ev.Data) {
+			// Rebuilt from type, code and message, scrubbed; the stream ends.
+			v := translate.VetError(0, []byte(ev.Data), c.prov == provider.Anthropic, c.req.Op.anthropicCaller(), c.scrubberFor(apiKey).scrub)
+			name, data := c.streamErrorData(v)
+			if !sw.write(name, data) {
+				return c.clientGone(out)
+			}
+			readErr = errStreamError
+			break
+		}
 		d, ok, err := relay(ev)
 		if !ok {
 			return c.clientGone(out)
@@ -387,4 +434,5 @@ func (c *call) clientGone(out *outcome) *outcome {
 	return out
 }
 
-var _ = bytes.MinRead
+// errStreamError marks a stream the provider ended with an error event.
+var errStreamError = errors.New("upstream stream error event")

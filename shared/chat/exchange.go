@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -18,7 +19,6 @@ import (
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/usage"
 	"github.com/synthstack/byok/shared/vault"
-	"github.com/tidwall/sjson"
 )
 
 // Response headers (SPEC §8).
@@ -43,6 +43,7 @@ type call struct {
 	in       routing.Input
 	ledgerID string
 	fallback string
+	usedKeys []string // every key sent upstream for this request (scrubbed from what we relay)
 }
 
 // serve runs the routing plan for c and writes the answer.
@@ -128,8 +129,10 @@ func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
 	c.setRouteHeaders(routing.RouteBYOK)
 	out := c.attempt(ctx, string(plain))
 	clear(plain)
+	after, cancel := x.detached(ctx)
+	defer cancel()
 	rec := c.record(routing.RouteBYOK, c.req.UpstreamModel, out)
-	if err := x.Usage.Put(context.WithoutCancel(ctx), rec); err != nil {
+	if err := x.Usage.Put(after, rec); err != nil {
 		httpx.Logger(ctx, x.Log).Error("usage write failed", "err", err.Error())
 	}
 	switch {
@@ -145,12 +148,12 @@ func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
 		return routing.Next{}, nil
 	}
 	reason := reasonOf(out.class, out.status, out.timedOut)
-	c.onBYOKFailure(ctx, out, reason)
+	c.onBYOKFailure(after, out, reason)
 	next := routing.AfterBYOK(c.in, out.class, out.bytesSent)
 	switch {
 	case next.Route == routing.RouteCredits:
 		c.fallback = reason
-		c.notifyFallback(ctx, reason)
+		c.notifyFallback(after, reason)
 		return next, nil
 	case next.Refuse != "":
 		return routing.Next{}, errBYOKFailed(c.prov, reason)
@@ -162,10 +165,10 @@ func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
 }
 
 // onBYOKFailure marks a key invalid on 401/403 and warns on the user's own
-// quota running out.
+// quota running out; ctx is detached from the client (Executor.detached).
 func (c *call) onBYOKFailure(ctx context.Context, out *outcome, reason string) {
 	x := c.x
-	bg := context.WithoutCancel(ctx)
+	bg := ctx
 	switch out.class {
 	case routing.FailAuth:
 		_, err := x.KeyRecorder.Record(bg, c.user.Account, *c.key, provider.Result{
@@ -180,7 +183,7 @@ func (c *call) onBYOKFailure(ctx context.Context, out *outcome, reason string) {
 }
 
 func (c *call) notifyFallback(ctx context.Context, reason string) {
-	c.publishOnce(context.WithoutCancel(ctx), events.Fallback, "fallback#"+c.userID+"#"+string(c.prov), time.Hour, reason)
+	c.publishOnce(ctx, events.Fallback, "fallback#"+c.userID+"#"+string(c.prov), time.Hour, reason)
 }
 
 func (c *call) publishOnce(ctx context.Context, typ, key string, window time.Duration, reason string) {
@@ -220,21 +223,41 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 			c.fallback = "credits_exhausted"
 			return next, nil
 		}
+		// Refused before any upstream call: the platform never delivers
+		// more than the balance can pay for.
+		var bal int64
+		if c.user.Account != nil {
+			bal = c.user.Account.CreditBalance
+		}
+		if bal > 0 {
+			return routing.Next{}, apperr.New(apperr.PaymentRequired,
+				"this request may cost up to %d credits (%d output tokens × %d choices plus the input) and your balance is %d: lower max_tokens or n, or add credits", reserved, estOut/max(c.req.Choices, 1), max(c.req.Choices, 1), bal)
+		}
+		return routing.Next{}, errNoCredits
 	}
 	tier := tierOf(c.user.Account)
 	ticket, err := x.Limiter.Admit(ctx, c.userID, c.set.TierLimits[tier], estIn+estOut)
 	if err != nil {
 		return routing.Next{}, err
 	}
-	defer ticket.Release(context.WithoutCancel(ctx))
-	bg := context.WithoutCancel(ctx)
+	defer func() {
+		rctx, cancel := x.detached(ctx)
+		defer cancel()
+		ticket.Release(rctx)
+	}()
 	// Reserve, settle and release never die with the client's connection: a
 	// reservation committed just as the client left must still be finished.
-	if err := x.Ledger.Reserve(bg, c.userID, c.ledgerID, reserved); err != nil {
+	// Each runs detached from the client but within DetachedTimeout.
+	bg, cancelReserve := x.detached(ctx)
+	err = x.Ledger.Reserve(bg, c.userID, c.ledgerID, reserved)
+	cancelReserve()
+	if err != nil {
 		if !isDuplicate(err) && !apperr.Is(err, apperr.PaymentRequired) {
 			// The outcome is unknown (storage failed mid-call): release, which
 			// is idempotent and does nothing if nothing was reserved.
-			_ = x.Ledger.Release(bg, c.userID, c.ledgerID, reserved, nil)
+			rctx, cancel := x.detached(ctx)
+			_ = x.Ledger.Release(rctx, c.userID, c.ledgerID, reserved, nil)
+			cancel()
 		}
 		switch {
 		case isDuplicate(err):
@@ -252,11 +275,15 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 	finished := false
 	defer func() {
 		if !finished { // a panic between reserve and settle: give the credits back
-			_ = x.Ledger.Release(bg, c.userID, c.ledgerID, reserved, nil)
+			rctx, cancel := x.detached(ctx)
+			defer cancel()
+			_ = x.Ledger.Release(rctx, c.userID, c.ledgerID, reserved, nil)
 		}
 	}()
 	out := c.attempt(ctx, key)
 	finished = true
+	bg, cancel := x.detached(ctx)
+	defer cancel()
 	rec := c.record(routing.RouteCredits, c.req.UpstreamModel, out)
 	if out.ok || out.bytesSent { // charge what was delivered, a cut or abandoned stream too
 		actual := x.Prices.CreditsWithCache(c.req.UpstreamModel, out.usage.input, out.usage.cacheRead, out.usage.output)
@@ -297,14 +324,22 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 }
 
 // estimate returns the tokens a request may use, for the reservation and the
-// tokens/day check. Transcription is priced per second of audio: the
+// tokens/day check: input size plus the output cap times the choices. Transcription is priced per second of audio: the
 // estimate assumes a low 16 kbit/s bitrate (2,000 bytes per second) so long
 // files are not refused for want of credits they would never use.
 func (c *call) estimate() (in, out int64) {
 	if c.req.Op == opTranscription {
 		return max(1, int64(len(c.req.Body))/2000), 0
 	}
-	return credits.EstimateTokens(len(c.req.Body), c.req.MaxTokens)
+	in, out = credits.EstimateTokens(len(c.req.Body), c.req.MaxTokens)
+	// The worst case of what is sent: every choice may use the whole cap.
+	if n := c.req.Choices; n > 1 {
+		if out > math.MaxInt64/n {
+			return in, math.MaxInt64 / 2
+		}
+		out *= n
+	}
+	return in, out
 }
 
 func tierOf(a *store.Account) routing.Tier {
@@ -334,45 +369,35 @@ func (c *call) passThrough(out *outcome) error {
 		reason := reasonOf(out.class, out.status, out.timedOut)
 		return apperr.New(apperr.ProviderError, "the %s provider could not be reached (%s)", c.prov, reason)
 	}
-	body := c.errorBodyFor(out)
+	if out.ownErr != nil {
+		return out.ownErr
+	}
+	ue := &upstreamError{status: out.status, err: out.vetted}
 	if out.class == routing.FailAuth {
 		// Providers echo a masked form of the key (more than our hint):
-		// replace the message with our own.
-		body = authErrorBody(body, c.req.Op.anthropicCaller(), fmt.Sprintf("the %s provider refused your API key (%s): %s",
-			c.prov, c.key.Hint, reasonOf(out.class, out.status, false)))
+		// the message is our own.
+		ue.err.Message = fmt.Sprintf("the %s provider refused your API key (%s): %s", c.prov, c.key.Hint, reasonOf(out.class, out.status, false))
 	}
-	return &upstreamError{status: out.status, body: body}
+	return ue
 }
 
-// authErrorBody sets error.message in an upstream error body.
-func authErrorBody(body []byte, anthropic bool, msg string) []byte {
-	if out, err := sjson.SetBytes(body, "error.message", msg); err == nil {
-		return out
-	}
-	if anthropic {
-		return []byte(`{"type":"error","error":{"type":"authentication_error","message":` + strconv.Quote(msg) + `}}`)
-	}
-	return []byte(`{"error":{"type":"authentication_error","code":"provider_unauthorized","message":` + strconv.Quote(msg) + `}}`)
-}
-
-// upstreamError is a provider's error answer relayed as it is.
-type upstreamError struct {
-	status int
-	body   []byte
-}
-
-func (e *upstreamError) Error() string { return "upstream error " + strconv.Itoa(e.status) }
-
-// writeError writes err: upstream errors as they are, the rest in the
+// writeError writes err: upstream errors rebuilt (vet.go), the rest in the
 // envelope of SPEC §12 — for Anthropic-protocol callers also shaped as an
 // Anthropic error ({"type":"error","error":{"type","message",...}}).
 func writeError(w http.ResponseWriter, r *http.Request, op operation, err error) {
+	if w.Header().Get(HeaderRoute) == "" {
+		w.Header().Set(HeaderRoute, "none") // failed before a route was chosen
+	}
+	if httpx.ClientGone(r) {
+		// The client went away (during a storage call, say): nobody to
+		// answer, and not a failure of ours. 499 is the access log's status.
+		httpx.Logger(r.Context(), slog.Default()).Info("client went away; request abandoned", "err", err.Error())
+		w.WriteHeader(httpx.StatusClientGone)
+		return
+	}
 	var ue *upstreamError
 	if errors.As(err, &ue) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", strconv.Itoa(len(ue.body)))
-		w.WriteHeader(ue.status)
-		_, _ = w.Write(ue.body)
+		writeUpstreamError(w, op, ue)
 		return
 	}
 	if !op.anthropicCaller() {

@@ -78,6 +78,17 @@ type Executor struct {
 	// IdleTimeout bounds the silence between two parts of an answer once
 	// the headers came (default 2 minutes).
 	IdleTimeout time.Duration
+	// UpstreamTimeout bounds a whole non-streamed answer (default 10
+	// minutes): its headers come only when the answer is ready.
+	UpstreamTimeout time.Duration
+	// MaxResponseBytes is the relay limit: a larger non-streamed answer,
+	// or a larger single stream event, is refused (default 32 MiB).
+	MaxResponseBytes int64
+	// Limits bounds request bodies (DefaultLimits, or LambdaLimits).
+	Limits Limits
+	// DetachedTimeout bounds each storage write that outlives the client's
+	// connection (usage, ledger, events; default 10 s).
+	DetachedTimeout time.Duration
 	// DefaultCopilotModel is used by /v1/copilot/chat when none is given.
 	DefaultCopilotModel string
 	Log                 *slog.Logger
@@ -96,6 +107,31 @@ func (x *Executor) idleTimeout() time.Duration {
 		return x.IdleTimeout
 	}
 	return 2 * time.Minute
+}
+
+// detached returns a context that survives the client going away (a
+// reservation or a delivered answer must still be settled and recorded)
+// but not DetachedTimeout, so a stalled store cannot hold the function.
+func (x *Executor) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := x.DetachedTimeout
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
+}
+
+func (x *Executor) upstreamTimeout() time.Duration {
+	if x.UpstreamTimeout > 0 {
+		return x.UpstreamTimeout
+	}
+	return 10 * time.Minute
+}
+
+func (x *Executor) maxResponseBytes() int64 {
+	if x.MaxResponseBytes > 0 {
+		return x.MaxResponseBytes
+	}
+	return 32 << 20
 }
 
 func (x *Executor) headerTimeout() time.Duration {
@@ -122,3 +158,39 @@ func refusal(code string, p provider.Name) error {
 
 // isDuplicate reports a replayed request id on the credits route.
 func isDuplicate(err error) bool { return errors.Is(err, credits.ErrDuplicate) }
+
+// Limits are the request body limits of the AI routes.
+type Limits struct {
+	JSON   int64 // chat, messages, embeddings
+	Upload int64 // transcription (multipart)
+}
+
+// DefaultLimits are the limits where the platform allows them: 10 MiB and
+// 25 MiB.
+func DefaultLimits() Limits { return Limits{JSON: 10 << 20, Upload: 25 << 20} }
+
+// LambdaLimits fit AWS Lambda's 6 MB request payload (Function URL and HTTP
+// API alike), keeping 200 KB for the event around the body; binary uploads
+// arrive base64-encoded, so they get three quarters of that.
+func LambdaLimits() Limits { return Limits{JSON: 5_800_000, Upload: 4_350_000} }
+
+// LimitsFor picks the limits for the runtime: Lambda's when
+// AWS_LAMBDA_FUNCTION_NAME is set.
+func LimitsFor(getenv func(string) string) Limits {
+	if getenv("AWS_LAMBDA_FUNCTION_NAME") != "" {
+		return LambdaLimits()
+	}
+	return DefaultLimits()
+}
+
+func (x *Executor) limits() Limits {
+	l := x.Limits
+	d := DefaultLimits()
+	if l.JSON <= 0 {
+		l.JSON = d.JSON
+	}
+	if l.Upload <= 0 {
+		l.Upload = d.Upload
+	}
+	return l
+}

@@ -28,9 +28,7 @@ func FuzzParseChatRequest(f *testing.F) {
 		r, err := parseChatRequest(b)
 		checkDecoder(t, r, err)
 		if err == nil {
-			if _, err := r.openAIBody(); err != nil {
-				t.Fatal(err)
-			}
+			_ = r.openAIBody()
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/synthstack/byok/shared/apperr"
@@ -25,20 +26,36 @@ func (x *Executor) Register(mux httpx.Router) {
 	mux.HandleFunc("GET /v1/models", x.handleModels)
 }
 
-// readBody reads at most limit bytes of the request body (413 beyond).
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// readBody reads at most limit bytes of the request body; beyond, a 413
+// naming the limit (and, for audio, the upload route).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, audio bool) ([]byte, error) {
+	tooLarge := func() error {
+		msg := "the request body is larger than the " + sizeText(limit) + " limit"
+		if audio {
+			msg += "; upload larger audio with POST /v1/audio/uploads and pass its upload_id"
+		}
+		return apperr.New(apperr.RequestTooLarge, "%s", msg)
+	}
 	if r.ContentLength > limit {
-		return nil, apperr.New(apperr.RequestTooLarge, "request body exceeds %d bytes", limit)
+		return nil, tooLarge()
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, apperr.New(apperr.RequestTooLarge, "request body exceeds %d bytes", limit)
+			return nil, tooLarge()
 		}
 		return nil, apperr.Wrap(err, apperr.InvalidRequest, "could not read the request body")
 	}
 	return b, nil
+}
+
+// sizeText names a limit as people read it: "10 MiB", "5.8 MB".
+func sizeText(n int64) string {
+	if n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	}
+	return strconv.FormatFloat(float64(n)/1e6, 'f', -1, 64) + " MB"
 }
 
 // jsonContentType refuses bodies declared as something other than JSON.
@@ -58,7 +75,7 @@ func (x *Executor) handleJSON(w http.ResponseWriter, r *http.Request, op operati
 		writeError(w, r, op, err)
 		return
 	}
-	body, err := readBody(w, r, httpx.MaxJSONBody)
+	body, err := readBody(w, r, x.limits().JSON, false)
 	if err != nil {
 		writeError(w, r, op, err)
 		return
@@ -83,11 +100,11 @@ func (x *Executor) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 	x.handleJSON(w, r, opEmbeddings, parseEmbeddingsRequest)
 }
 
-// handleTranscription takes a multipart upload of up to 25 MiB. The body is
+// handleTranscription takes a multipart upload of up to Limits.Upload. The body is
 // read once into memory and forwarded from that same buffer (also on a
 // fallback), never copied a second time.
 func (x *Executor) handleTranscription(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r, httpx.MaxUploadBody)
+	body, err := readBody(w, r, x.limits().Upload, true)
 	if err != nil {
 		writeError(w, r, opTranscription, err)
 		return
@@ -111,7 +128,7 @@ type copilotRequest struct {
 // in the OpenAI chat completion format, through the same routing.
 func (x *Executor) handleCopilot(w http.ResponseWriter, r *http.Request) {
 	var req copilotRequest
-	if err := httpx.DecodeJSON(w, r, httpx.MaxJSONBody, &req); err != nil {
+	if err := httpx.DecodeJSON(w, r, x.limits().JSON, &req); err != nil {
 		writeError(w, r, opChat, err)
 		return
 	}

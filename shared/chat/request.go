@@ -7,8 +7,6 @@ import (
 	"net/http"
 
 	"github.com/synthstack/byok/shared/apperr"
-	"github.com/tidwall/gjson"
-	"github.com/tidwall/sjson"
 )
 
 // operation is the kind of AI request.
@@ -37,128 +35,126 @@ func (o operation) endpoint() string {
 // (errors and responses in its shape).
 func (o operation) anthropicCaller() bool { return o == opMessages }
 
-// apiRequest is what the router needs from a request; the body itself
-// travels on with unknown fields intact.
+// apiRequest is a request parsed once: what billing, limits, routing and
+// logs read, and the parse the upstream body is re-encoded from.
 type apiRequest struct {
 	Op            operation
-	Body          []byte
-	ContentType   string // multipart requests keep theirs (boundary)
-	Model         string // as requested
-	UpstreamModel string // without a provider/ prefix
+	Body          []byte     // as received (its size is the input estimate)
+	obj           jsonObject // the one parse of a JSON body
+	ContentType   string     // multipart requests keep theirs (boundary)
+	Model         string     // as requested
+	UpstreamModel string     // without a provider/ prefix
 	Stream        bool
-	IncludeUsage  bool // the client asked for the OpenAI usage chunk
-	MaxTokens     int64
+	IncludeUsage  bool  // the client asked for the OpenAI usage chunk
+	MaxTokens     int64 // the output cap asked for (0: none given)
+	// Choices is how many answers the request asks for (n, best_of; 1 if
+	// neither): the reservation covers each.
+	Choices int64
 	// Header holds the client headers forwarded to an Anthropic upstream
 	// (anthropic-version, anthropic-beta): never credentials.
 	Header http.Header
 }
 
-func jsonRoot(body []byte) (gjson.Result, error) {
-	if len(body) == 0 {
-		return gjson.Result{}, apperr.New(apperr.InvalidRequest, "request body is empty; a JSON object is required")
+func modelField(o jsonObject) (string, error) {
+	s, present, err := o.str("model")
+	if err != nil {
+		return "", err
 	}
-	if !gjson.ValidBytes(body) {
-		return gjson.Result{}, apperr.New(apperr.InvalidRequest, "request body is not valid JSON")
-	}
-	root := gjson.ParseBytes(body)
-	if !root.IsObject() {
-		return gjson.Result{}, apperr.New(apperr.InvalidRequest, "request body must be a JSON object")
-	}
-	return root, nil
-}
-
-func modelField(root gjson.Result) (string, error) {
-	f := root.Get("model")
-	if !f.Exists() {
+	if !present {
+		if _, ok := o.get("model"); ok {
+			return "", apperr.New(apperr.InvalidRequest, "field \"model\" must be a string")
+		}
 		return "", apperr.New(apperr.InvalidRequest, "field \"model\" is required")
 	}
-	if f.Type != gjson.String {
-		return "", apperr.New(apperr.InvalidRequest, "field \"model\" must be a string")
-	}
-	if f.Str == "" {
+	if s == "" {
 		return "", apperr.New(apperr.InvalidRequest, "field \"model\" must not be empty")
 	}
-	return f.String(), nil
+	return s, nil
 }
 
-func streamField(root gjson.Result) (bool, error) {
-	s := root.Get("stream")
-	if !s.Exists() || s.Type == gjson.Null {
-		return false, nil
+func messagesField(o jsonObject) error {
+	if v, _ := o.get("messages"); !nonEmptyArray(v) {
+		return apperr.New(apperr.InvalidRequest, "field \"messages\" must be a non-empty array")
 	}
-	if s.Type != gjson.True && s.Type != gjson.False {
-		return false, apperr.New(apperr.InvalidRequest, "field \"stream\" must be a boolean")
-	}
-	return s.Bool(), nil
+	return nil
 }
 
-func positiveInt(root gjson.Result, name string) (int64, error) {
-	v := root.Get(name)
-	if !v.Exists() || v.Type == gjson.Null {
-		return 0, nil
+// choices reads n and best_of (the larger wins; 1 when neither is given).
+func choices(o jsonObject) (int64, error) {
+	c := int64(1)
+	for _, name := range []string{"n", "best_of"} {
+		v, err := o.posInt(name)
+		if err != nil {
+			return 0, err
+		}
+		c = max(c, v)
 	}
-	if v.Type != gjson.Number || v.Int() < 1 || float64(v.Int()) != v.Num {
-		return 0, apperr.New(apperr.InvalidRequest, "field %q must be a positive integer", name)
-	}
-	return v.Int(), nil
+	return c, nil
 }
 
-// parseChatRequest checks the fields the router relies on in an OpenAI
-// chat request, with clear errors for wrong JSON and wrong types.
+// parseChatRequest parses an OpenAI chat request once, with clear errors
+// for wrong JSON, duplicate keys and wrong types.
 func parseChatRequest(body []byte) (*apiRequest, error) {
-	root, err := jsonRoot(body)
+	o, err := parseObject(body)
 	if err != nil {
 		return nil, err
 	}
-	model, err := modelField(root)
+	model, err := modelField(o)
 	if err != nil {
 		return nil, err
 	}
-	req := &apiRequest{Op: opChat, Body: body, Model: model}
-	m := root.Get("messages")
-	if !m.IsArray() || !m.Get("0").Exists() {
-		return nil, apperr.New(apperr.InvalidRequest, "field \"messages\" must be a non-empty array")
+	req := &apiRequest{Op: opChat, Body: body, obj: o, Model: model}
+	if err := messagesField(o); err != nil {
+		return nil, err
 	}
-	if req.Stream, err = streamField(root); err != nil {
+	if req.Stream, err = o.boolean("stream"); err != nil {
 		return nil, err
 	}
 	for _, name := range []string{"max_tokens", "max_completion_tokens"} {
-		n, err := positiveInt(root, name)
+		n, err := o.posInt(name)
 		if err != nil {
 			return nil, err
 		}
 		if n > 0 {
-			req.MaxTokens = n
+			req.MaxTokens = max(req.MaxTokens, n) // both given: the provider may honour either
 		}
 	}
-	if v := root.Get("stream_options.include_usage"); v.Exists() {
-		req.IncludeUsage = v.Bool()
+	if req.Choices, err = choices(o); err != nil {
+		return nil, err
+	}
+	if v, ok := o.get("stream_options"); ok && !isNull(v) {
+		so, err := parseObject(v)
+		if err != nil || v[0] != '{' {
+			return nil, apperr.New(apperr.InvalidRequest, "field \"stream_options\" must be an object")
+		}
+		if req.IncludeUsage, err = so.boolean("include_usage"); err != nil {
+			return nil, apperr.New(apperr.InvalidRequest, "field \"stream_options.include_usage\" must be a boolean")
+		}
 	}
 	return req, nil
 }
 
-// parseMessagesRequest checks an Anthropic Messages request.
+// parseMessagesRequest parses an Anthropic Messages request once.
 func parseMessagesRequest(body []byte, h http.Header) (*apiRequest, error) {
-	root, err := jsonRoot(body)
+	o, err := parseObject(body)
 	if err != nil {
 		return nil, err
 	}
-	model, err := modelField(root)
+	model, err := modelField(o)
 	if err != nil {
 		return nil, err
 	}
-	req := &apiRequest{Op: opMessages, Body: body, Model: model, Header: http.Header{}}
-	m := root.Get("messages")
-	if !m.IsArray() || !m.Get("0").Exists() {
-		return nil, apperr.New(apperr.InvalidRequest, "field \"messages\" must be a non-empty array")
+	req := &apiRequest{Op: opMessages, Body: body, obj: o, Model: model, Header: http.Header{}, Choices: 1}
+	if err := messagesField(o); err != nil {
+		return nil, err
 	}
-	if req.MaxTokens, err = positiveInt(root, "max_tokens"); err != nil {
+	if req.MaxTokens, err = o.posInt("max_tokens"); err != nil {
 		return nil, err
 	}
 	if req.MaxTokens == 0 {
 		return nil, apperr.New(apperr.InvalidRequest, "field \"max_tokens\" is required")
 	}
-	if req.Stream, err = streamField(root); err != nil {
+	if req.Stream, err = o.boolean("stream"); err != nil {
 		return nil, err
 	}
 	for _, k := range []string{"anthropic-version", "anthropic-beta"} {
@@ -169,21 +165,22 @@ func parseMessagesRequest(body []byte, h http.Header) (*apiRequest, error) {
 	return req, nil
 }
 
-// parseEmbeddingsRequest checks an OpenAI embeddings request.
+// parseEmbeddingsRequest parses an OpenAI embeddings request once.
 func parseEmbeddingsRequest(body []byte) (*apiRequest, error) {
-	root, err := jsonRoot(body)
+	o, err := parseObject(body)
 	if err != nil {
 		return nil, err
 	}
-	model, err := modelField(root)
+	model, err := modelField(o)
 	if err != nil {
 		return nil, err
 	}
-	in := root.Get("input")
-	if !in.Exists() || (in.Type != gjson.String && !in.IsArray()) || (in.IsArray() && !in.Get("0").Exists()) || (in.Type == gjson.String && in.Str == "") {
+	in, _ := o.get("input")
+	s, isStr, serr := o.str("input")
+	if !nonEmptyArray(in) && (serr != nil || !isStr || s == "") {
 		return nil, apperr.New(apperr.InvalidRequest, "field \"input\" must be a non-empty string or array")
 	}
-	return &apiRequest{Op: opEmbeddings, Body: body, Model: model}, nil
+	return &apiRequest{Op: opEmbeddings, Body: body, obj: o, Model: model, Choices: 1}, nil
 }
 
 // parseTranscriptionRequest checks a multipart transcription upload held in
@@ -195,7 +192,7 @@ func parseTranscriptionRequest(body []byte, contentType string) (*apiRequest, er
 		return nil, apperr.New(apperr.InvalidRequest, "Content-Type must be multipart/form-data with a boundary")
 	}
 	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-	req := &apiRequest{Op: opTranscription, Body: body, ContentType: contentType}
+	req := &apiRequest{Op: opTranscription, Body: body, ContentType: contentType, Choices: 1}
 	hasFile := false
 	for {
 		p, err := mr.NextPart()
@@ -235,32 +232,35 @@ func parseTranscriptionRequest(body []byte, contentType string) (*apiRequest, er
 	return req, nil
 }
 
-// openAIBody returns the body for an OpenAI upstream: the model without its
-// provider/ prefix and, for chat streams, usage reporting switched on. Every
-// other field is passed through untouched.
-func (r *apiRequest) openAIBody() ([]byte, error) {
-	body := r.Body
-	var err error
+// openAIBody returns the body for an OpenAI upstream, re-encoded from the
+// one parse: the model without its provider/ prefix and, for chat streams,
+// usage reporting switched on. Every other member keeps its raw value.
+func (r *apiRequest) openAIBody() []byte {
+	set := make([]jsonMember, 0, 2)
 	if r.UpstreamModel != r.Model {
-		if body, err = sjson.SetBytes(body, "model", r.UpstreamModel); err != nil {
-			return nil, err
-		}
+		set = append(set, jsonMember{name: "model", value: jsonString(r.UpstreamModel)})
 	}
 	if r.Op == opChat && r.Stream && !r.IncludeUsage {
-		if body, err = sjson.SetBytes(body, "stream_options.include_usage", true); err != nil {
-			return nil, err
+		so := jsonObject{}
+		if v, ok := r.obj.get("stream_options"); ok && !isNull(v) {
+			so, _ = parseObject(v) // checked when the request was parsed
 		}
+		set = append(set, jsonMember{name: "stream_options", value: so.encode(jsonMember{name: "include_usage", value: jsonBool(true)})})
 	}
-	return body, nil
+	return r.obj.encode(set...)
 }
 
-// anthropicBody returns a Messages body for an Anthropic upstream, passed
-// through with only the model's provider/ prefix removed.
-func (r *apiRequest) anthropicBody() ([]byte, error) {
+// anthropicBody returns a Messages body for an Anthropic upstream,
+// re-encoded from the one parse with only the model's provider/ prefix
+// removed.
+func (r *apiRequest) anthropicBody() []byte {
 	if r.UpstreamModel == r.Model {
-		return r.Body, nil
+		return r.obj.encode()
 	}
-	return sjson.SetBytes(r.Body, "model", r.UpstreamModel)
+	return r.obj.encode(jsonMember{name: "model", value: jsonString(r.UpstreamModel)})
 }
+
+// canonical is the body re-encoded from the one parse, for the translators.
+func (r *apiRequest) canonical() []byte { return r.obj.encode() }
 
 func mimeType(ct string) (string, map[string]string, error) { return mime.ParseMediaType(ct) }

@@ -20,9 +20,6 @@ const anthropicVersion = "2023-06-01"
 // maxErrorBody bounds how much of an upstream error body is read.
 const maxErrorBody = 64 << 10
 
-// maxResponseBody bounds a non-streamed upstream answer.
-const maxResponseBody = 32 << 20
-
 // upstreamRequest builds the HTTP request to a provider. Only headers we set
 // reach the provider: client credentials and other client headers are never
 // forwarded.

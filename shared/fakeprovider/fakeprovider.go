@@ -71,6 +71,19 @@ type Behavior struct {
 	// Reply, when set, replaces the derived reply text (it is still split
 	// into Chunks pieces).
 	Reply string
+
+	// EchoKey makes error answers (a non-2xx Status without Body, and
+	// StreamError events) carry the credential the request presented, as a
+	// careless OpenAI-compatible server or proxy does: in the message (also
+	// as "Bearer <key>"), in param and in extra fields.
+	EchoKey bool
+	// StreamError ends a stream after its first content piece with the
+	// protocol's error event (OpenAI: a chunk {"error":{...}}; Anthropic:
+	// "event: error") instead of the rest of the answer.
+	StreamError bool
+	// MultilineData sends every SSE event's JSON indented over several
+	// data: lines, which SSE clients join with newlines.
+	MultilineData bool
 }
 
 // Usage is a token count as the fake reports it: OpenAI prompt_tokens /
@@ -284,6 +297,28 @@ func (s *Server) SetKey(apiKey string, b Behavior) {
 	s.keys[apiKey] = b
 }
 
+// Keys returns every key given to SetKey and every credential a request
+// presented (for tests that check no key leaks anywhere).
+func (s *Server) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	add := func(k string) {
+		if k != "" && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	for k := range s.keys {
+		add(k)
+	}
+	for k := range s.calls {
+		add(k)
+	}
+	return out
+}
+
 // SetDefault sets the behaviour for keys without SetKey (initially Unauthorized()).
 func (s *Server) SetDefault(b Behavior) {
 	s.mu.Lock()
@@ -416,6 +451,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if status < 200 || status > 299 {
+		if b.EchoKey {
+			writeRaw(w, status, echoError(proto, status, key, r))
+			return
+		}
 		writeDefaultError(w, proto, status, r)
 		return
 	}
@@ -608,4 +647,19 @@ func (s *Server) anthropicModels(w http.ResponseWriter, c *call) {
 		"data": data, "has_more": false,
 		"first_id": data[0].ID, "last_id": data[len(data)-1].ID,
 	})
+}
+
+// echoError is an error body that hands the presented credential back in
+// every place a careless upstream might: message, param and extra fields.
+func echoError(proto string, status int, key string, r *http.Request) string {
+	msg := "Incorrect API key provided: " + key + " (sent as Authorization: Bearer " + key + ")"
+	if proto == ProtocolAnthropic {
+		typ, _ := anthropicDefault(status, r)
+		b, _ := json.Marshal(map[string]any{"type": "error", "key": key,
+			"error": map[string]any{"type": typ, "message": msg, "detail": key, "param": key}})
+		return string(b)
+	}
+	b, _ := json.Marshal(map[string]any{"detail": key, "error": map[string]any{
+		"message": msg, "type": "invalid_request_error", "param": key, "code": "invalid_api_key", "key": key}})
+	return string(b)
 }

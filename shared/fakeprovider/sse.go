@@ -1,6 +1,7 @@
 package fakeprovider
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 )
@@ -52,9 +53,21 @@ func (e *sse) send(name string, v any) bool {
 		buf = append(buf, name...)
 		buf = append(buf, '\n')
 	}
-	buf = append(buf, "data: "...)
-	buf = append(buf, data...)
-	buf = append(buf, "\n\n"...)
+	if e.c.b.MultilineData && len(data) > 0 && data[0] == '{' {
+		var ind bytes.Buffer
+		if json.Indent(&ind, data, "", "  ") == nil {
+			for _, line := range bytes.Split(ind.Bytes(), []byte("\n")) {
+				buf = append(buf, "data: "...)
+				buf = append(buf, line...)
+				buf = append(buf, '\n')
+			}
+			buf = append(buf, '\n')
+		}
+	} else {
+		buf = append(buf, "data: "...)
+		buf = append(buf, data...)
+		buf = append(buf, "\n\n"...)
+	}
 	if _, err := e.w.Write(buf); err != nil {
 		e.gone()
 		return false
@@ -86,6 +99,10 @@ func (e *sse) content(pieces []string, send func(piece string) bool) bool {
 			return false
 		}
 		e.c.delivered++
+		if b.StreamError {
+			e.sendError()
+			return false
+		}
 		if i == 0 && b.FirstChunkThenWait > 0 && !e.s.pause(e.c, b.FirstChunkThenWait) {
 			return false
 		}
@@ -95,4 +112,20 @@ func (e *sse) content(pieces []string, send func(piece string) bool) bool {
 		}
 	}
 	return true
+}
+
+// sendError sends the protocol's in-stream error event (overloaded), with
+// the presented key in it when EchoKey is set.
+func (e *sse) sendError() {
+	msg := "Overloaded"
+	extra := ""
+	if e.c.b.EchoKey {
+		msg = "Overloaded; your key " + e.c.rec.Key + " (Bearer " + e.c.rec.Key + ") was throttled"
+		extra = e.c.rec.Key
+	}
+	if e.c.rec.Protocol == ProtocolAnthropic {
+		e.send("error", map[string]any{"type": "error", "key": extra, "error": map[string]any{"type": "overloaded_error", "message": msg, "detail": extra}})
+		return
+	}
+	e.send("", map[string]any{"error": map[string]any{"message": msg, "type": "server_error", "param": extra, "code": "overloaded", "key": extra}})
 }
