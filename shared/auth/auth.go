@@ -66,6 +66,72 @@ const (
 type Principal struct {
 	UserID string
 	Admin  bool
+	// Org and Project name the organisation and project the token acts for
+	// (claims org and project; empty when absent); OrgRole is owner, admin
+	// or member (claim org_role; any other value counts as member).
+	Org, Project, OrgRole string
+}
+
+// OrgAdmin reports whether p may manage org's keys and settings: its token
+// names org with org_role owner or admin.
+func (p Principal) OrgAdmin(org string) bool {
+	return p.Org != "" && p.Org == org && (p.OrgRole == OrgOwner || p.OrgRole == OrgAdminRole)
+}
+
+// Organisation roles (claim org_role).
+const (
+	OrgOwner     = "owner"
+	OrgAdminRole = "admin"
+	OrgMember    = "member"
+)
+
+// MaxOrgIDLen bounds the org and project claims.
+const MaxOrgIDLen = 128
+
+// ValidOrgID reports whether s may name an org or a project: 1..128
+// printable ASCII characters without space, '#' or '/' (they separate ids
+// in row keys and paths).
+func ValidOrgID(s string) bool {
+	if s == "" || len(s) > MaxOrgIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' || c == '#' || c == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// orgClaims checks the org, project and org_role claims: an org or project
+// that is present must be a valid id, and a project needs an org.
+func orgClaims(c *tokenClaims) (org, project, role string, err error) {
+	str := func(name string, v json.RawMessage) (string, error) {
+		if v == nil {
+			return "", nil
+		}
+		s, ok := jsonString(v)
+		if !ok || !ValidOrgID(s) {
+			return "", apperr.New(apperr.Unauthorized, "token claim %s is invalid (1..%d printable characters, no space, '#' or '/')", name, MaxOrgIDLen)
+		}
+		return s, nil
+	}
+	if org, err = str("org", c.Org); err != nil {
+		return
+	}
+	if project, err = str("project", c.Project); err != nil {
+		return
+	}
+	if project != "" && org == "" {
+		return "", "", "", apperr.New(apperr.Unauthorized, "token names a project but no org")
+	}
+	if org != "" {
+		role = OrgMember
+		if r, _ := jsonString(c.OrgRole); r == OrgOwner || r == OrgAdminRole {
+			role = r
+		}
+	}
+	return org, project, role, nil
 }
 
 // Config configures a Verifier. Exactly one of HS256Secret and JWKSURL must be
@@ -255,6 +321,10 @@ type tokenClaims struct {
 	Nbf  json.RawMessage `json:"nbf"`
 	Iat  json.RawMessage `json:"iat"`
 	Role json.RawMessage `json:"role"`
+	// Org, Project, OrgRole: see Principal (checked by orgClaims).
+	Org     json.RawMessage `json:"org"`
+	Project json.RawMessage `json:"project"`
+	OrgRole json.RawMessage `json:"org_role"`
 }
 
 var (
@@ -306,7 +376,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if !ValidUserID(sub) {
 		return Principal{}, unauthorized(subjectRule)
 	}
-	return Principal{UserID: sub, Admin: bytes.Equal(c.Role, []byte(`"admin"`))}, nil
+	org, project, orgRole, err := orgClaims(&c)
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{UserID: sub, Admin: bytes.Equal(c.Role, []byte(`"admin"`)), Org: org, Project: project, OrgRole: orgRole}, nil
 }
 
 func decodeSegment(seg string, dst any) error {
