@@ -280,24 +280,13 @@ func (s *Service) Replace(ctx context.Context, caller string, owner store.Owner,
 	if err != nil {
 		return View{}, err
 	}
-	var old []store.KeyRecord
-	for try := 1; ; try++ {
-		ks, err := sets.GetKeySet(ctx, owner)
-		if err != nil {
-			return View{}, err
-		}
-		old = ks.Keys[string(p)]
-		err = sets.ReplaceKeys(ctx, rec, old, ks.Version(string(p)))
-		if errors.Is(err, store.ErrConflict) && try < maxWriteTries {
-			continue
-		}
-		if errors.Is(err, store.ErrConflict) {
-			return View{}, conflictErr(p)
-		}
-		if err != nil {
-			return View{}, err
-		}
-		break
+	ks, err := sets.GetKeySet(ctx, owner)
+	if err != nil {
+		return View{}, err
+	}
+	old := ks.Keys[string(p)]
+	if err := sets.ReplaceKeys(ctx, rec, old); err != nil {
+		return View{}, err
 	}
 	rec.Primary = true
 	prev := ""

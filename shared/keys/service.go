@@ -41,7 +41,7 @@ type SetStore interface {
 	GetOrg(ctx context.Context, org, project string) (store.Org, error)
 	GetKeySet(ctx context.Context, owner store.Owner) (store.KeySet, error)
 	AddKey(ctx context.Context, k store.KeyRecord, version int64) error
-	ReplaceKeys(ctx context.Context, k store.KeyRecord, old []store.KeyRecord, version int64) error
+	ReplaceKeys(ctx context.Context, k store.KeyRecord, old []store.KeyRecord) error
 	PatchKey(ctx context.Context, k store.KeyRecord, p store.KeyPatch, now time.Time) (store.KeyRecord, error)
 	DeleteKeys(ctx context.Context, ks []store.KeyRecord) error
 	PutOrgSettings(ctx context.Context, org string, p store.OrgSettingsPatch, now time.Time) (store.OrgSettings, error)

@@ -583,41 +583,53 @@ func (s *Store) AddKey(ctx context.Context, k KeyRecord, version int64) error {
 }
 
 // ReplaceKeys stores k at its provider's primary slot and deletes every other
-// key in old, in one transaction, provided the key set is still at version.
-func (s *Store) ReplaceKeys(ctx context.Context, k KeyRecord, old []KeyRecord, version int64) error {
+// key in old, in one write. It needs no key-set version: a key added
+// concurrently after old was read survives, which is the same as the add
+// coming just after the replace (and the 10-key limit only loosens).
+func (s *Store) ReplaceKeys(ctx context.Context, k KeyRecord, old []KeyRecord) error {
 	k.Primary = true
 	put, err := s.keyPut(k)
 	if err != nil {
 		return err
 	}
-	items := []types.TransactWriteItem{{Put: put}, s.bumpSet(k.Owner(), k.Provider, version)}
+	items := []types.TransactWriteItem{{Put: put}}
 	for _, o := range old {
 		if o.Primary {
 			continue // overwritten by the put
 		}
 		items = append(items, types.TransactWriteItem{Delete: &types.Delete{TableName: aws.String(s.table), Key: o.key()}})
 	}
+	if len(items) == 1 { // the common case: one write, no transaction
+		if _, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: put.TableName, Item: put.Item}); err != nil {
+			return unavailable("put key", err)
+		}
+		return nil
+	}
 	return s.transact(ctx, "replace keys", items)
 }
 
-// PutKey replaces every key of k's owner and provider with k and returns the
-// first key it replaced (nil when there was none).
+// PutKey stores k at its provider's primary slot (sk KEY#<provider>, the
+// single-key layout), replacing the key stored there, and returns it (nil
+// when there was none). Further keys of the provider are left alone; the
+// keys service's PUT uses ReplaceKeys to replace them all.
 func (s *Store) PutKey(ctx context.Context, k KeyRecord) (*KeyRecord, error) {
-	for try := 0; ; try++ {
-		set, err := s.GetKeySet(ctx, k.Owner())
-		if err != nil {
-			return nil, err
-		}
-		old := set.Keys[k.Provider]
-		err = s.ReplaceKeys(ctx, k, old, set.Version(k.Provider))
-		if errors.Is(err, ErrConflict) && try < 3 {
-			continue
-		}
-		if err != nil || len(old) == 0 {
-			return nil, err
-		}
-		return &old[0], nil
+	k.Primary = true
+	put, err := s.keyPut(k)
+	if err != nil {
+		return nil, err
 	}
+	out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: put.TableName, Item: put.Item, ReturnValues: types.ReturnValueAllOld})
+	if err != nil {
+		return nil, unavailable("put key", err)
+	}
+	if len(out.Attributes) == 0 {
+		return nil, nil
+	}
+	old, ok, err := decodeKey(out.Attributes)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &old, nil
 }
 
 // KeyPatch holds the editable key fields; nil means unchanged.
