@@ -217,11 +217,11 @@ func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
-	_, owner, p, ok := target(w, r, true)
+	pr, owner, p, ok := target(w, r, true)
 	if !ok {
 		return
 	}
-	v, err := s.TestKeys(r.Context(), owner, p, r.PathValue("key_id"))
+	v, err := s.TestKeys(WithActor(r.Context(), pr.UserID), owner, p, r.PathValue("key_id"))
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return

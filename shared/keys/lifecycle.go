@@ -293,7 +293,7 @@ func (s *Service) Replace(ctx context.Context, caller string, owner store.Owner,
 	if f, ok := store.FirstUsable(old); ok {
 		prev = f.Status
 	}
-	s.transition(ctx, acc, rec, prev, events.BySave)
+	s.transition(WithActor(ctx, caller), acc, rec, prev, events.BySave)
 	httpx.Logger(ctx, s.Log).Info("key saved", ownerAttrs(rec, "provider", string(p), "key_id", rec.KeyID, "hint", rec.Hint,
 		"status", rec.Status, "reason", rec.Reason, "replaced", len(old))...)
 	return s.viewOf(p, []store.KeyRecord{rec}), nil
@@ -349,7 +349,7 @@ func (s *Service) Add(ctx context.Context, caller string, owner store.Owner, p p
 	if err != nil {
 		return View{}, err
 	}
-	s.transition(ctx, acc, rec, "", events.BySave)
+	s.transition(WithActor(ctx, caller), acc, rec, "", events.BySave)
 	httpx.Logger(ctx, s.Log).Info("key added", ownerAttrs(rec, "provider", string(p), "key_id", rec.KeyID, "hint", rec.Hint,
 		"status", rec.Status, "reason", rec.Reason)...)
 	all := append(ks.Keys[string(p)], rec)
@@ -552,7 +552,11 @@ func (s *Service) transition(ctx context.Context, acc *store.Account, k store.Ke
 	if s.Events == nil {
 		return
 	}
-	e := events.Event{Type: typ, UserID: k.UserID, Provider: k.Provider, Scope: k.Scope(), Org: k.Org, Project: k.Project,
+	user := k.UserID
+	if k.Scope() != store.ScopeUser {
+		user = Actor(ctx) // no person owns an org key: name who acted, when known
+	}
+	e := events.Event{Type: typ, UserID: user, Provider: k.Provider, Scope: k.Scope(), Org: k.Org, Project: k.Project,
 		Hint: k.Hint, Reason: k.Reason, DetectedBy: detectedBy, At: s.now()}
 	switch {
 	case k.Scope() != store.ScopeUser:
@@ -667,4 +671,18 @@ func (s *Service) PutOrgSettings(ctx context.Context, org string, patch store.Or
 	}
 	o.Org = org
 	return orgSettingsView(o), nil
+}
+
+type actorKey struct{}
+
+// WithActor returns ctx naming userID as the person acting on keys, so an
+// org or project key's event can name who saved, tested or used it.
+func WithActor(ctx context.Context, userID string) context.Context {
+	return context.WithValue(ctx, actorKey{}, userID)
+}
+
+// Actor returns the user WithActor stored ("" when none).
+func Actor(ctx context.Context) string {
+	s, _ := ctx.Value(actorKey{}).(string)
+	return s
 }
