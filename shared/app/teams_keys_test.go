@@ -99,7 +99,6 @@ func hints(v keyView) []string {
 	return out
 }
 
-
 func wantStatus(t *testing.T, r response, status int, code string) {
 	t.Helper()
 	if r.Status != status {
@@ -493,5 +492,32 @@ func TestRewrapCoversEveryScope(t *testing.T) {
 				t.Fatalf("%s after rewrap: %s", path, r.Body)
 			}
 		}
+	}
+}
+
+// The daily revalidation checks org and project keys too; their events go
+// to the org's e-mail and name the scope.
+func TestRevalidatorChecksOrgKeys(t *testing.T) {
+	e := newEnv(t, nil)
+	q := e.subscribeEvents()
+	owner := e.orgToken("olga", "acme", "", "owner")
+	wantStatus(t, e.do("PUT", "/v1/orgs/acme/settings", owner, map[string]any{"email": "it@acme.example"}), 200, "")
+	orgKey, projKey := openAIKey(t), anthropicKey(t)
+	e.fake.SetKey(orgKey, fakeprovider.OK())
+	e.fake.SetKey(projKey, fakeprovider.OK())
+	wantStatus(t, e.do("PUT", "/v1/orgs/acme/keys/openai", owner, map[string]any{"api_key": orgKey}), 200, "")
+	wantStatus(t, e.do("PUT", "/v1/orgs/acme/projects/web/keys/anthropic", owner, map[string]any{"api_key": projKey}), 200, "")
+	e.fake.SetKey(projKey, fakeprovider.Unauthorized())
+	sum, err := e.runner(2, &lockedBuffer{}).Run(context.Background())
+	if err != nil || sum.Checked != 2 || sum.Valid != 1 || sum.Invalid != 1 || sum.Errors != 0 {
+		t.Fatalf("pass: %+v %v", sum, err)
+	}
+	evs := q.drain()
+	if len(evs) != 1 || evs[0].Type != "byok.key_invalid" || evs[0].Ev.Email != "it@acme.example" || evs[0].Ev.Scope != "project" ||
+		evs[0].Ev.Org != "acme" || evs[0].Ev.Project != "web" || evs[0].Ev.DetectedBy != "schedule" {
+		t.Fatalf("events: %+v", evs)
+	}
+	if v := e.listed("/v1/orgs/acme/projects/web", owner, "anthropic"); v.Entries[0].Status != "invalid" {
+		t.Fatalf("project key after the pass: %+v", v)
 	}
 }

@@ -88,4 +88,3 @@ func tierOf(a *store.Account) routing.Tier {
 	}
 	return routing.Tier(a.Tier)
 }
-

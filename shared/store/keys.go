@@ -726,8 +726,8 @@ type StatusUpdate struct {
 	UserID, Provider, KeyID string
 	Key                     KeyRecord
 	Status                  string
-	Reason      string
-	ValidatedAt time.Time
+	Reason                  string
+	ValidatedAt             time.Time
 }
 
 // UpdateKeyStatus records a validation outcome, only if the row still holds
