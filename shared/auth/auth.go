@@ -653,6 +653,12 @@ func RequireAdmin(next http.Handler) http.Handler {
 // role when role is non-empty and iss/aud when given. It is meant for the dev
 // token command and tests.
 func Mint(secret []byte, sub, role string, ttl time.Duration, issuer, audience string) (string, error) {
+	return MintOrg(secret, sub, role, "", "", "", ttl, issuer, audience)
+}
+
+// MintOrg is Mint with the claims org, project and org_role when non-empty
+// (checked as the verifier checks them).
+func MintOrg(secret []byte, sub, role, org, project, orgRole string, ttl time.Duration, issuer, audience string) (string, error) {
 	if len(secret) < MinSecretLen {
 		return "", fmt.Errorf("auth: secret is %d bytes; HS256 needs at least %d", len(secret), MinSecretLen)
 	}
@@ -662,16 +668,25 @@ func Mint(secret []byte, sub, role string, ttl time.Duration, issuer, audience s
 	if ttl <= 0 {
 		return "", errors.New("auth: ttl must be positive")
 	}
+	if org != "" && !ValidOrgID(org) || project != "" && !ValidOrgID(project) {
+		return "", fmt.Errorf("auth: org and project must be 1..%d printable ASCII characters without space, '#' or '/'", MaxOrgIDLen)
+	}
+	if project != "" && org == "" || orgRole != "" && org == "" {
+		return "", errors.New("auth: a project or org_role needs an org")
+	}
 	now := time.Now()
 	c := struct {
 		jwt.RegisteredClaims
-		Role string `json:"role,omitempty"`
+		Role    string `json:"role,omitempty"`
+		Org     string `json:"org,omitempty"`
+		Project string `json:"project,omitempty"`
+		OrgRole string `json:"org_role,omitempty"`
 	}{RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   sub,
 		Issuer:    issuer,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-	}, Role: role}
+	}, Role: role, Org: org, Project: project, OrgRole: orgRole}
 	if audience != "" {
 		c.Audience = jwt.ClaimStrings{audience}
 	}
