@@ -30,9 +30,9 @@ $(TOOLS)/aws-lambda-rie:
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
 
-## token: mint a dev token, e.g. make token USER=alice ROLE=admin
+## token: mint a dev token, e.g. make token USER=alice ROLE=admin (org keys: ORG=acme ORG_ROLE=owner PROJECT=web)
 token:
-	@$(GO) run ./infra/token -user "$(USER)" $(if $(ROLE),-role "$(ROLE)")
+	@$(GO) run ./infra/token -user "$(USER)" $(if $(ROLE),-role "$(ROLE)") $(if $(ORG),-org "$(ORG)") $(if $(PROJECT),-project "$(PROJECT)") $(if $(ORG_ROLE),-org-role "$(ORG_ROLE)")
 
 ## rewrap: re-wrap every stored key under the current wrapping key
 rewrap:

@@ -1,6 +1,7 @@
 // Command token mints a local HS256 development token (SPEC §4), e.g.
 //
 //	go run ./infra/token -user alice -role admin
+//	go run ./infra/token -user olga -org acme -org-role owner
 //
 // The secret comes from AUTH_JWT_SECRET, else from AUTH_JWT_SECRET in the file
 // .dev/env (KEY=VALUE lines). AUTH_ISSUER and AUTH_AUDIENCE are read the same
@@ -35,6 +36,9 @@ func run(args []string, getenv func(string) string, envFile string, stdout, stde
 	flags.SetOutput(stderr)
 	user := flags.String("user", "", "user id to put in sub (required)")
 	role := flags.String("role", "", `optional role claim, e.g. "admin"`)
+	org := flags.String("org", "", "optional org claim (the organisation the token acts for)")
+	project := flags.String("project", "", "optional project claim (needs -org)")
+	orgRole := flags.String("org-role", "", `optional org_role claim: "owner", "admin" or "member" (needs -org)`)
 	ttl := flags.Duration("ttl", 24*time.Hour, "token lifetime")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -58,7 +62,7 @@ func run(args []string, getenv func(string) string, envFile string, stdout, stde
 	if len(cfg.HS256Secret) == 0 {
 		return fmt.Errorf("no secret: set AUTH_JWT_SECRET in the environment or in %s", envFile)
 	}
-	tok, err := auth.Mint(cfg.HS256Secret, *user, *role, *ttl, cfg.Issuer, cfg.Audience)
+	tok, err := auth.MintOrg(cfg.HS256Secret, *user, *role, *org, *project, *orgRole, *ttl, cfg.Issuer, cfg.Audience)
 	if err != nil {
 		return err
 	}

@@ -83,3 +83,24 @@ func TestRunErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestRunOrgClaims(t *testing.T) {
+	var out bytes.Buffer
+	e := map[string]string{"AUTH_JWT_SECRET": secret}
+	if err := run([]string{"-user", "olga", "-org", "acme", "-project", "web", "-org-role", "owner"}, env(e), filepath.Join(t.TempDir(), "none"), &out, &bytes.Buffer{}); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	p := verify(t, auth.Config{HS256Secret: []byte(secret)}, strings.TrimSpace(out.String()))
+	if p != (auth.Principal{UserID: "olga", Org: "acme", Project: "web", OrgRole: auth.OrgOwner}) {
+		t.Fatalf("principal = %+v", p)
+	}
+	for _, args := range [][]string{
+		{"-user", "olga", "-project", "web"},
+		{"-user", "olga", "-org-role", "owner"},
+		{"-user", "olga", "-org", "a#b"},
+	} {
+		if err := run(args, env(e), filepath.Join(t.TempDir(), "none"), &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+			t.Fatalf("run %v succeeded", args)
+		}
+	}
+}

@@ -31,6 +31,9 @@ type eventBody struct {
 	UserID     string `json:"user_id"`
 	Email      string `json:"email"`
 	Provider   string `json:"provider"`
+	Scope      string `json:"scope"`
+	Org        string `json:"org"`
+	Project    string `json:"project"`
 	Hint       string `json:"hint"`
 	Reason     string `json:"reason"`
 	DetectedBy string `json:"detected_by"`
@@ -73,7 +76,8 @@ func checkEventShape(t *testing.T, r received) {
 	if r.Type == "" || r.Type != ev.EventType {
 		t.Errorf("event_type attribute %q, body %q", r.Type, ev.EventType)
 	}
-	if ev.UserID == "" || ev.Provider == "" || ev.DetectedBy == "" || ev.Subject == "" || ev.Text == "" || ev.Reason == "" && r.Type == "byok.key_invalid" {
+	// An org or project key's scheduled check has no acting user.
+	if ev.UserID == "" && (ev.Scope == "" || ev.Scope == "user" || ev.DetectedBy != "schedule") || ev.Provider == "" || ev.DetectedBy == "" || ev.Subject == "" || ev.Text == "" || ev.Reason == "" && r.Type == "byok.key_invalid" {
 		t.Errorf("event lacks a field: %s", r.Body)
 	}
 	// A warning about the platform credit balance concerns no key: no hint.

@@ -66,6 +66,72 @@ const (
 type Principal struct {
 	UserID string
 	Admin  bool
+	// Org and Project name the organisation and project the token acts for
+	// (claims org and project; empty when absent); OrgRole is owner, admin
+	// or member (claim org_role; any other value counts as member).
+	Org, Project, OrgRole string
+}
+
+// OrgAdmin reports whether p may manage org's keys and settings: its token
+// names org with org_role owner or admin.
+func (p Principal) OrgAdmin(org string) bool {
+	return p.Org != "" && p.Org == org && (p.OrgRole == OrgOwner || p.OrgRole == OrgAdminRole)
+}
+
+// Organisation roles (claim org_role).
+const (
+	OrgOwner     = "owner"
+	OrgAdminRole = "admin"
+	OrgMember    = "member"
+)
+
+// MaxOrgIDLen bounds the org and project claims.
+const MaxOrgIDLen = 128
+
+// ValidOrgID reports whether s may name an org or a project: 1..128
+// printable ASCII characters without space, '#' or '/' (they separate ids
+// in row keys and paths).
+func ValidOrgID(s string) bool {
+	if s == "" || len(s) > MaxOrgIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' || c == '#' || c == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// orgClaims checks the org, project and org_role claims: an org or project
+// that is present must be a valid id, and a project needs an org.
+func orgClaims(c *tokenClaims) (org, project, role string, err error) {
+	str := func(name string, v json.RawMessage) (string, error) {
+		if v == nil {
+			return "", nil
+		}
+		s, ok := jsonString(v)
+		if !ok || !ValidOrgID(s) {
+			return "", apperr.New(apperr.Unauthorized, "token claim %s is invalid (1..%d printable characters, no space, '#' or '/')", name, MaxOrgIDLen)
+		}
+		return s, nil
+	}
+	if org, err = str("org", c.Org); err != nil {
+		return
+	}
+	if project, err = str("project", c.Project); err != nil {
+		return
+	}
+	if project != "" && org == "" {
+		return "", "", "", apperr.New(apperr.Unauthorized, "token names a project but no org")
+	}
+	if org != "" {
+		role = OrgMember
+		if r, _ := jsonString(c.OrgRole); r == OrgOwner || r == OrgAdminRole {
+			role = r
+		}
+	}
+	return org, project, role, nil
 }
 
 // Config configures a Verifier. Exactly one of HS256Secret and JWKSURL must be
@@ -255,6 +321,10 @@ type tokenClaims struct {
 	Nbf  json.RawMessage `json:"nbf"`
 	Iat  json.RawMessage `json:"iat"`
 	Role json.RawMessage `json:"role"`
+	// Org, Project, OrgRole: see Principal (checked by orgClaims).
+	Org     json.RawMessage `json:"org"`
+	Project json.RawMessage `json:"project"`
+	OrgRole json.RawMessage `json:"org_role"`
 }
 
 var (
@@ -306,7 +376,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if !ValidUserID(sub) {
 		return Principal{}, unauthorized(subjectRule)
 	}
-	return Principal{UserID: sub, Admin: bytes.Equal(c.Role, []byte(`"admin"`))}, nil
+	org, project, orgRole, err := orgClaims(&c)
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{UserID: sub, Admin: bytes.Equal(c.Role, []byte(`"admin"`)), Org: org, Project: project, OrgRole: orgRole}, nil
 }
 
 func decodeSegment(seg string, dst any) error {
@@ -579,6 +653,12 @@ func RequireAdmin(next http.Handler) http.Handler {
 // role when role is non-empty and iss/aud when given. It is meant for the dev
 // token command and tests.
 func Mint(secret []byte, sub, role string, ttl time.Duration, issuer, audience string) (string, error) {
+	return MintOrg(secret, sub, role, "", "", "", ttl, issuer, audience)
+}
+
+// MintOrg is Mint with the claims org, project and org_role when non-empty
+// (checked as the verifier checks them).
+func MintOrg(secret []byte, sub, role, org, project, orgRole string, ttl time.Duration, issuer, audience string) (string, error) {
 	if len(secret) < MinSecretLen {
 		return "", fmt.Errorf("auth: secret is %d bytes; HS256 needs at least %d", len(secret), MinSecretLen)
 	}
@@ -588,16 +668,25 @@ func Mint(secret []byte, sub, role string, ttl time.Duration, issuer, audience s
 	if ttl <= 0 {
 		return "", errors.New("auth: ttl must be positive")
 	}
+	if org != "" && !ValidOrgID(org) || project != "" && !ValidOrgID(project) {
+		return "", fmt.Errorf("auth: org and project must be 1..%d printable ASCII characters without space, '#' or '/'", MaxOrgIDLen)
+	}
+	if project != "" && org == "" || orgRole != "" && org == "" {
+		return "", errors.New("auth: a project or org_role needs an org")
+	}
 	now := time.Now()
 	c := struct {
 		jwt.RegisteredClaims
-		Role string `json:"role,omitempty"`
+		Role    string `json:"role,omitempty"`
+		Org     string `json:"org,omitempty"`
+		Project string `json:"project,omitempty"`
+		OrgRole string `json:"org_role,omitempty"`
 	}{RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   sub,
 		Issuer:    issuer,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-	}, Role: role}
+	}, Role: role, Org: org, Project: project, OrgRole: orgRole}
 	if audience != "" {
 		c.Audience = jwt.ClaimStrings{audience}
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -35,10 +36,15 @@ const (
 // Event is the JSON body of one notification. It carries a key's hint only,
 // never the key.
 type Event struct {
-	Type       string    `json:"event_type"`
-	UserID     string    `json:"user_id"`
-	Email      string    `json:"email"`
-	Provider   string    `json:"provider"`
+	Type     string `json:"event_type"`
+	UserID   string `json:"user_id"`
+	Email    string `json:"email"`
+	Provider string `json:"provider"`
+	// Scope is the key's scope (user, org, project); Org and Project name
+	// the org and project of org and project keys (docs/teams.md).
+	Scope      string    `json:"scope,omitempty"`
+	Org        string    `json:"org,omitempty"`
+	Project    string    `json:"project,omitempty"`
 	Hint       string    `json:"hint"`
 	Reason     string    `json:"reason"`
 	DetectedBy string    `json:"detected_by"`
@@ -118,14 +124,14 @@ func trimSubject(s string) string {
 
 // Describe returns an email subject and text for e.
 func Describe(e Event) (subject, text string) {
-	key := fmt.Sprintf("your %s API key (%s)", e.Provider, e.Hint)
+	key := fmt.Sprintf("%s %s API key (%s)", keyOwner(e), e.Provider, e.Hint)
 	switch e.Type {
 	case KeyInvalid:
-		return fmt.Sprintf("Action required: your %s API key stopped working", e.Provider),
+		return fmt.Sprintf("Action required: %s %s API key stopped working", keyOwner(e), e.Provider),
 			fmt.Sprintf("We checked %s on %s (%s) and the provider refused it: %s. Until you fix it, requests for %s models use platform credits or fail, depending on your routing mode. Replace or re-test the key under Settings → API Keys.",
 				key, e.At.Format("2 Jan 2006 15:04 MST"), detectedText(e.DetectedBy), reasonText(e.Reason), e.Provider)
 	case KeyValid:
-		return fmt.Sprintf("Your %s API key works again", e.Provider),
+		return fmt.Sprintf("%s %s API key works again", upperFirst(keyOwner(e)), e.Provider),
 			fmt.Sprintf("We checked %s on %s (%s) and it works again. Requests for %s models use it from now on.",
 				key, e.At.Format("2 Jan 2006 15:04 MST"), detectedText(e.DetectedBy), e.Provider)
 	case Fallback:
@@ -141,6 +147,24 @@ func Describe(e Event) (subject, text string) {
 				e.Provider, e.Hint, e.Reason, e.Provider)
 	}
 	return e.Type, e.Type
+}
+
+// keyOwner names whose key an event is about.
+func keyOwner(e Event) string {
+	switch e.Scope {
+	case "org":
+		return fmt.Sprintf("organisation %s's", e.Org)
+	case "project":
+		return fmt.Sprintf("project %s (organisation %s)'s", e.Project, e.Org)
+	}
+	return "your"
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func detectedText(by string) string {

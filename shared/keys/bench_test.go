@@ -26,14 +26,8 @@ type memStore struct {
 }
 
 func (m *memStore) GetUser(context.Context, string) (store.User, error) { return m.user, nil }
-func (m *memStore) PutKey(context.Context, store.KeyRecord) (*store.KeyRecord, error) {
-	return nil, nil
-}
 func (m *memStore) UpdateKeyStatus(context.Context, store.StatusUpdate) (string, string, error) {
 	return "", "", nil
-}
-func (m *memStore) DeleteKey(context.Context, string, string) (*store.KeyRecord, error) {
-	return nil, nil
 }
 func (m *memStore) GetSettings(context.Context, routing.Mode) (routing.Settings, int64, error) {
 	return m.set, 1, nil
@@ -49,12 +43,12 @@ func BenchmarkListKeysHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	now := time.Now()
+	k := store.KeyRecord{UserID: "alice", Provider: "openai", KeyID: "k1", Hint: "sk-...abcdefg", Status: "valid", ValidatedAt: now, UpdatedAt: now}
 	ms := &memStore{
 		user: store.User{
 			Account: &store.Account{UserID: "alice", Tier: "premium", CreditBalance: 10},
-			Keys: map[string]store.KeyRecord{
-				"openai": {UserID: "alice", Provider: "openai", KeyID: "k1", Hint: "sk-...abcdefg", Status: "valid", ValidatedAt: now, UpdatedAt: now},
-			},
+			Keys:    map[string]store.KeyRecord{"openai": k},
+			Set:     store.NewKeySet(k),
 		},
 		set: routing.DefaultSettings(routing.BYOKFirst),
 	}

@@ -7,21 +7,36 @@ import (
 	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/store"
 )
 
-// maxKeyBody bounds PUT /v1/keys bodies: a key plus a few fields.
+// maxKeyBody bounds key request bodies: a key plus a few fields.
 const maxKeyBody = 64 << 10
+
+// The three places keys live: a user's own, an org's, a project's. Every
+// key route exists under each prefix (docs/teams.md).
+var scopePrefixes = []string{"/v1", "/v1/orgs/{org}", "/v1/orgs/{org}/projects/{project}"}
 
 // RegisterKeys adds the keys function's routes to mux.
 func (s *Service) RegisterKeys(mux httpx.Router) {
-	mux.HandleFunc("GET /v1/keys", s.handleList)
-	mux.HandleFunc("PUT /v1/keys/{provider}", s.handlePut)
-	mux.HandleFunc("DELETE /v1/keys/{provider}", s.handleDelete)
+	for _, pre := range scopePrefixes {
+		mux.HandleFunc("GET "+pre+"/keys", s.handleList)
+		mux.HandleFunc("PUT "+pre+"/keys/{provider}", s.handlePut)
+		mux.HandleFunc("POST "+pre+"/keys/{provider}", s.handleAdd)
+		mux.HandleFunc("DELETE "+pre+"/keys/{provider}", s.handleDelete)
+		mux.HandleFunc("PATCH "+pre+"/keys/{provider}/{key_id}", s.handlePatch)
+		mux.HandleFunc("DELETE "+pre+"/keys/{provider}/{key_id}", s.handleDelete)
+	}
+	mux.HandleFunc("GET /v1/orgs/{org}/settings", s.handleGetOrgSettings)
+	mux.HandleFunc("PUT /v1/orgs/{org}/settings", s.handlePutOrgSettings)
 }
 
-// RegisterValidate adds the validate function's route to mux.
+// RegisterValidate adds the validate function's routes to mux.
 func (s *Service) RegisterValidate(mux httpx.Router) {
-	mux.HandleFunc("POST /v1/keys/{provider}/test", s.handleTest)
+	for _, pre := range scopePrefixes {
+		mux.HandleFunc("POST "+pre+"/keys/{provider}/test", s.handleTest)
+		mux.HandleFunc("POST "+pre+"/keys/{provider}/{key_id}/test", s.handleTest)
+	}
 }
 
 func principal(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
@@ -32,12 +47,59 @@ func principal(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
 	return p, ok
 }
 
+// ownerOf resolves whose keys the path names and checks the caller may
+// manage them: their own always; an org's or its projects' only with a
+// token whose org claim names that org and whose org_role is owner or
+// admin. A token for another org, or a member's, is refused with 403.
+func ownerOf(r *http.Request, p auth.Principal) (store.Owner, error) {
+	org, project := r.PathValue("org"), r.PathValue("project")
+	if org == "" {
+		return store.UserOwner(p.UserID), nil
+	}
+	if !auth.ValidOrgID(org) || project != "" && !auth.ValidOrgID(project) {
+		return store.Owner{}, apperr.New(apperr.InvalidRequest, "org and project ids are 1..%d printable characters without space, '#' or '/'", auth.MaxOrgIDLen)
+	}
+	if p.Org != org {
+		return store.Owner{}, apperr.New(apperr.Forbidden, "your token is not for organisation %q; org keys are managed with a token whose org claim names the org", org)
+	}
+	if !p.OrgAdmin(org) {
+		return store.Owner{}, apperr.New(apperr.Forbidden, "managing organisation %q's keys and settings needs org_role owner or admin; yours is %s", org, p.OrgRole)
+	}
+	if project != "" {
+		return store.ProjectOwner(org, project), nil
+	}
+	return store.OrgOwner(org), nil
+}
+
+// target resolves the caller, the owner and, when the route has one, the
+// {provider} path value, writing the error when any is wrong.
+func target(w http.ResponseWriter, r *http.Request, withProvider bool) (auth.Principal, store.Owner, provider.Name, bool) {
+	pr, ok := principal(w, r)
+	if !ok {
+		return pr, store.Owner{}, "", false
+	}
+	owner, err := ownerOf(r, pr)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return pr, store.Owner{}, "", false
+	}
+	if !withProvider {
+		return pr, owner, "", true
+	}
+	p, err := provider.Parse(r.PathValue("provider"))
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return pr, store.Owner{}, "", false
+	}
+	return pr, owner, p, true
+}
+
 func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
-	p, ok := principal(w, r)
+	pr, owner, _, ok := target(w, r, false)
 	if !ok {
 		return
 	}
-	out, err := s.List(r.Context(), p.UserID)
+	out, err := s.ListKeys(r.Context(), pr.UserID, owner)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
@@ -46,24 +108,53 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 type putRequest struct {
-	APIKey *string `json:"api_key"`
+	APIKey   *string   `json:"api_key"`
+	Label    *string   `json:"label"`
+	Priority *int      `json:"priority"`
+	Models   *[]string `json:"models"`
+}
+
+func (q putRequest) newKey() (NewKey, error) {
+	if q.APIKey == nil || *q.APIKey == "" {
+		return NewKey{}, apperr.New(apperr.InvalidRequest, "field \"api_key\" is required")
+	}
+	n := NewKey{APIKey: *q.APIKey}
+	if q.Label != nil {
+		n.Label = *q.Label
+	}
+	if q.Priority != nil {
+		n.Priority = *q.Priority
+	}
+	if q.Models != nil {
+		n.Models = *q.Models
+	}
+	return n, nil
+}
+
+func decodeNewKey(w http.ResponseWriter, r *http.Request) (NewKey, bool) {
+	var req putRequest
+	err := httpx.DecodeJSON(w, r, maxKeyBody, &req)
+	var n NewKey
+	if err == nil {
+		n, err = req.newKey()
+	}
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return NewKey{}, false
+	}
+	return n, true
 }
 
 func (s *Service) handlePut(w http.ResponseWriter, r *http.Request) {
-	user, p, ok := userAndProvider(w, r)
+	pr, owner, p, ok := target(w, r, true)
 	if !ok {
 		return
 	}
-	var req putRequest
-	if err := httpx.DecodeJSON(w, r, maxKeyBody, &req); err != nil {
-		httpx.WriteError(w, r, err)
+	n, ok := decodeNewKey(w, r)
+	if !ok {
 		return
 	}
-	if req.APIKey == nil || *req.APIKey == "" {
-		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "field \"api_key\" is required"))
-		return
-	}
-	v, err := s.Put(r.Context(), user, p, *req.APIKey)
+	v, err := s.Replace(r.Context(), pr.UserID, owner, p, n)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
@@ -71,27 +162,54 @@ func (s *Service) handlePut(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, v)
 }
 
-// userAndProvider resolves the caller and the {provider} path value,
-// writing the error when either is missing or unknown.
-func userAndProvider(w http.ResponseWriter, r *http.Request) (string, provider.Name, bool) {
-	pr, ok := principal(w, r)
-	if !ok {
-		return "", "", false
-	}
-	p, err := provider.Parse(r.PathValue("provider"))
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return "", "", false
-	}
-	return pr.UserID, p, true
-}
-
-func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
-	user, p, ok := userAndProvider(w, r)
+func (s *Service) handleAdd(w http.ResponseWriter, r *http.Request) {
+	pr, owner, p, ok := target(w, r, true)
 	if !ok {
 		return
 	}
-	if err := s.Delete(r.Context(), user, p); err != nil {
+	n, ok := decodeNewKey(w, r)
+	if !ok {
+		return
+	}
+	v, err := s.Add(r.Context(), pr.UserID, owner, p, n)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusCreated, v)
+}
+
+type patchRequest struct {
+	Label    *string   `json:"label"`
+	Priority *int      `json:"priority"`
+	Models   *[]string `json:"models"`
+}
+
+func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) {
+	_, owner, p, ok := target(w, r, true)
+	if !ok {
+		return
+	}
+	var req patchRequest
+	if err := httpx.DecodeJSON(w, r, maxKeyBody, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	v, err := s.Patch(r.Context(), owner, p, r.PathValue("key_id"),
+		store.KeyPatch{Label: req.Label, Priority: req.Priority, Models: req.Models})
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
+	_, owner, p, ok := target(w, r, true)
+	if !ok {
+		return
+	}
+	if err := s.DeleteKeys(r.Context(), owner, p, r.PathValue("key_id")); err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
@@ -99,11 +217,47 @@ func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
-	user, p, ok := userAndProvider(w, r)
+	pr, owner, p, ok := target(w, r, true)
 	if !ok {
 		return
 	}
-	v, err := s.Test(r.Context(), user, p)
+	v, err := s.TestKeys(WithActor(r.Context(), pr.UserID), owner, p, r.PathValue("key_id"))
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Service) handleGetOrgSettings(w http.ResponseWriter, r *http.Request) {
+	_, owner, _, ok := target(w, r, false)
+	if !ok {
+		return
+	}
+	v, err := s.OrgSettings(r.Context(), owner.Org)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
+}
+
+type orgSettingsRequest struct {
+	PersonalKeys *bool   `json:"personal_keys"`
+	Email        *string `json:"email"`
+}
+
+func (s *Service) handlePutOrgSettings(w http.ResponseWriter, r *http.Request) {
+	_, owner, _, ok := target(w, r, false)
+	if !ok {
+		return
+	}
+	var req orgSettingsRequest
+	if err := httpx.DecodeJSON(w, r, maxKeyBody, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	v, err := s.PutOrgSettings(r.Context(), owner.Org, store.OrgSettingsPatch{PersonalKeys: req.PersonalKeys, Email: req.Email})
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return

@@ -12,7 +12,7 @@ import (
 // RewrapStore is the storage a rewrap pass needs.
 type RewrapStore interface {
 	ScanKeys(ctx context.Context, segment, total int32, fn func(store.KeyRecord) error) error
-	ReplaceCiphertext(ctx context.Context, userID, provider string, oldCiphertext, newCiphertext []byte, wrapperID string) error
+	ReplaceCiphertext(ctx context.Context, k store.KeyRecord, newCiphertext []byte, wrapperID string) error
 }
 
 // Rewrapper re-wraps envelopes under the current wrapping key.
@@ -31,7 +31,8 @@ type RewrapSummary struct {
 	Errors    int `json:"errors"`
 }
 
-// RewrapAll moves every stored key's data key to the current wrapping key.
+// RewrapAll moves every stored key's data key (every key of every scope:
+// users', orgs' and projects') to the current wrapping key.
 // The key ciphertext itself is unchanged and each row is swapped with a
 // conditional write, so requests keep working throughout (old wrapping keys
 // stay configured as previous keys until the pass is done) and a key saved
@@ -45,11 +46,10 @@ func RewrapAll(ctx context.Context, st RewrapStore, rw Rewrapper, log *slog.Logg
 			sum.Current++
 			return nil
 		}
-		ec := vault.Context{UserID: k.UserID, Provider: k.Provider, KeyID: k.KeyID}
-		blob, err := rw.Rewrap(ctx, ec, k.Ciphertext)
+		blob, err := rw.Rewrap(ctx, VaultContext(k), k.Ciphertext)
 		if err != nil {
 			sum.Errors++
-			log.Error("rewrap failed", "user_id", k.UserID, "provider", k.Provider, "hint", k.Hint, "err", err.Error())
+			log.Error("rewrap failed", ownerAttrs(k, "provider", k.Provider, "hint", k.Hint, "err", err.Error())...)
 			return nil
 		}
 		id, err := rw.WrapperID(blob)
@@ -57,16 +57,43 @@ func RewrapAll(ctx context.Context, st RewrapStore, rw Rewrapper, log *slog.Logg
 			sum.Errors++
 			return nil
 		}
-		switch err := st.ReplaceCiphertext(ctx, k.UserID, k.Provider, k.Ciphertext, blob, id); {
+		switch err := st.ReplaceCiphertext(ctx, k, blob, id); {
 		case errors.Is(err, store.ErrConflict):
 			sum.Conflicts++
 		case err != nil:
 			sum.Errors++
-			log.Error("rewrap write failed", "user_id", k.UserID, "provider", k.Provider, "err", err.Error())
+			log.Error("rewrap write failed", ownerAttrs(k, "provider", k.Provider, "err", err.Error())...)
 		default:
 			sum.Rewrapped++
 		}
 		return nil
 	})
 	return sum, err
+}
+
+// VaultContext is the row binding k's ciphertext is sealed with: its scope,
+// owner, provider and key id.
+func VaultContext(k store.KeyRecord) vault.Context {
+	switch k.Scope() {
+	case store.ScopeOrg:
+		return vault.Context{Scope: vault.ScopeOrg, Org: k.Org, Provider: k.Provider, KeyID: k.KeyID}
+	case store.ScopeProject:
+		return vault.Context{Scope: vault.ScopeProject, Org: k.Org, Project: k.Project, Provider: k.Provider, KeyID: k.KeyID}
+	default:
+		return vault.Context{UserID: k.UserID, Provider: k.Provider, KeyID: k.KeyID}
+	}
+}
+
+// ownerAttrs prefixes log attributes with who holds k (ids only).
+func ownerAttrs(k store.KeyRecord, rest ...any) []any {
+	out := []any{"scope", k.Scope()}
+	switch k.Scope() {
+	case store.ScopeOrg:
+		out = append(out, "org", k.Org)
+	case store.ScopeProject:
+		out = append(out, "org", k.Org, "project", k.Project)
+	default:
+		out = append(out, "user_id", k.UserID)
+	}
+	return append(out, rest...)
 }

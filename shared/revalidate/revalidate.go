@@ -20,6 +20,7 @@ import (
 
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/events"
+	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/vault"
@@ -258,10 +259,13 @@ func (p *pass) check(ctx context.Context, k store.KeyRecord) {
 		p.fail(k, "revalidation stopped", ctx.Err())
 		return
 	}
-	acc, err := p.account(ctx, k.UserID)
-	if err != nil {
-		p.fail(k, "account read failed", err)
-		return
+	var acc *store.Account // org and project keys have none: their events go to the org
+	if k.Scope() == store.ScopeUser {
+		var err error
+		if acc, err = p.account(ctx, k.UserID); err != nil {
+			p.fail(k, "account read failed", err)
+			return
+		}
 	}
 	res, err := p.validate(ctx, k)
 	if err != nil {
@@ -302,7 +306,7 @@ func (p *pass) check(ctx context.Context, k store.KeyRecord) {
 func (p *pass) validate(ctx context.Context, k store.KeyRecord) (provider.Result, error) {
 	kctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	plain, err := p.r.Opener.Open(kctx, vault.Context{UserID: k.UserID, Provider: k.Provider, KeyID: k.KeyID}, k.Ciphertext)
+	plain, err := p.r.Opener.Open(kctx, keys.VaultContext(k), k.Ciphertext)
 	if err != nil {
 		return provider.Result{}, err
 	}

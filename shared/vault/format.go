@@ -14,7 +14,8 @@ import (
 //	u16 + bytes AES-256-GCM ciphertext || 16-byte tag
 //
 // Nothing may follow the last field. The payload AAD is aadFields("byok",
-// version, user_id, provider, key_id), see payloadAAD.
+// version, user_id, provider, key_id) for a user's key, with the scope and
+// its owner in place of user_id for org and project keys, see appendAAD.
 const (
 	formatV1      byte = 1
 	dataKeyLen         = 32
@@ -81,15 +82,36 @@ func appendAADField(dst []byte, v string) []byte {
 const versionField = string(rune(formatV1))
 
 func aadLen(label string, ec Context) int {
-	return 4*5 + len(label) + len(versionField) + len(ec.UserID) + len(ec.Provider) + len(ec.KeyID)
+	n := 4*4 + len(label) + len(versionField) + len(ec.Provider) + len(ec.KeyID)
+	switch ec.Scope {
+	case "", ScopeUser:
+		return n + 4 + len(ec.UserID)
+	case ScopeOrg:
+		return n + 8 + len(ec.Scope) + len(ec.Org)
+	default:
+		return n + 12 + len(ec.Scope) + len(ec.Org) + len(ec.Project)
+	}
 }
 
-// appendAAD appends the length-prefixed encoding of
-// (label, format version, user_id, provider, key_id).
+// appendAAD appends the length-prefixed encoding of (label, format version,
+// user_id, provider, key_id) for a user's key, (label, version, "org", org,
+// provider, key_id) for an org key and (label, version, "project", org,
+// project, provider, key_id) for a project key. A scope the vault does not
+// know is encoded with its name too, so it can never open a user's row.
 func appendAAD(dst []byte, label string, ec Context) []byte {
 	dst = appendAADField(dst, label)
 	dst = appendAADField(dst, versionField)
-	dst = appendAADField(dst, ec.UserID)
+	switch ec.Scope {
+	case "", ScopeUser:
+		dst = appendAADField(dst, ec.UserID)
+	case ScopeOrg:
+		dst = appendAADField(dst, ec.Scope)
+		dst = appendAADField(dst, ec.Org)
+	default:
+		dst = appendAADField(dst, ec.Scope)
+		dst = appendAADField(dst, ec.Org)
+		dst = appendAADField(dst, ec.Project)
+	}
 	dst = appendAADField(dst, ec.Provider)
 	return appendAADField(dst, ec.KeyID)
 }

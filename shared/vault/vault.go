@@ -22,8 +22,42 @@ import (
 	"github.com/synthstack/byok/shared/apperr"
 )
 
-// Context binds a ciphertext to its DynamoDB row.
-type Context struct{ UserID, Provider, KeyID string }
+// Context binds a ciphertext to its DynamoDB row: the key's scope and owner,
+// its provider and key id (the format version is added by the vault).
+//
+// Scope "" or "user" is a person's own key, owned by UserID; its AAD keeps the
+// original five-field layout, so every row sealed before scopes existed still
+// opens. Scope "org" is owned by Org, "project" by Org and Project; their AAD
+// carries the scope as an extra field, so no user, org or project row can
+// ever share another's AAD (the fields are length-prefixed and their number
+// differs).
+type Context struct {
+	UserID, Provider, KeyID string
+	Scope, Org, Project     string
+}
+
+// Key scopes (docs/teams.md).
+const (
+	ScopeUser    = "user"
+	ScopeOrg     = "org"
+	ScopeProject = "project"
+)
+
+// complete reports whether ec names a whole row.
+func (ec Context) complete() bool {
+	if ec.Provider == "" || ec.KeyID == "" {
+		return false
+	}
+	switch ec.Scope {
+	case "", ScopeUser:
+		return ec.UserID != ""
+	case ScopeOrg:
+		return ec.Org != "" && ec.UserID == "" && ec.Project == ""
+	case ScopeProject:
+		return ec.Org != "" && ec.Project != "" && ec.UserID == ""
+	}
+	return false
+}
 
 // ErrDecrypt is the cause (errors.Is) of every failure to open a blob that
 // is malformed, tampered with, moved to another row, or sealed by an unknown
@@ -125,8 +159,8 @@ func (v *Vault) Seal(ctx context.Context, ec Context, plaintext []byte) ([]byte,
 	if v.disabled != nil {
 		return nil, v.disabledErr()
 	}
-	if ec.UserID == "" || ec.Provider == "" || ec.KeyID == "" {
-		return nil, apperr.New(apperr.Internal, "vault: seal needs user_id, provider and key_id")
+	if !ec.complete() {
+		return nil, apperr.New(apperr.Internal, "vault: seal needs a scope with its owner, provider and key_id")
 	}
 	if len(plaintext) > MaxPlaintext {
 		return nil, apperr.New(apperr.InvalidRequest, "key is too long (at most %d bytes)", MaxPlaintext)

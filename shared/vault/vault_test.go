@@ -173,7 +173,10 @@ func TestRoundTripKMS(t *testing.T) {
 
 func TestSealValidation(t *testing.T) {
 	v := New(newLocal(t), nil)
-	for _, ec := range []Context{{}, {UserID: "u", Provider: "p"}, {UserID: "u", KeyID: "k"}, {Provider: "p", KeyID: "k"}} {
+	for _, ec := range []Context{{}, {UserID: "u", Provider: "p"}, {UserID: "u", KeyID: "k"}, {Provider: "p", KeyID: "k"},
+		{Scope: ScopeOrg, Provider: "p", KeyID: "k"}, {Scope: ScopeOrg, UserID: "u", Org: "o", Provider: "p", KeyID: "k"},
+		{Scope: ScopeProject, Org: "o", Provider: "p", KeyID: "k"}, {Scope: ScopeProject, Project: "x", Provider: "p", KeyID: "k"},
+		{Scope: "team", UserID: "u", Provider: "p", KeyID: "k"}} {
 		if _, err := v.Seal(context.Background(), ec, secretA); err == nil {
 			t.Fatalf("Seal with incomplete context %+v succeeded", ec)
 		}
@@ -196,6 +199,28 @@ func otherContexts(ec Context) []Context {
 	}
 }
 
+// Rows of every scope that share as many fields as possible: a blob sealed
+// for any one of them must open in that row only.
+var (
+	ecOrg     = Context{Scope: ScopeOrg, Org: "acme", Provider: "openai", KeyID: "key-1"}
+	ecProject = Context{Scope: ScopeProject, Org: "acme", Project: "web", Provider: "openai", KeyID: "key-1"}
+	scoped    = []Context{
+		ecA,
+		{Scope: ScopeUser, UserID: "acme", Provider: "openai", KeyID: "key-1"},
+		ecOrg,
+		{Scope: ScopeOrg, Org: "acme2", Provider: "openai", KeyID: "key-1"},
+		{Scope: ScopeOrg, Org: "acme", Provider: "anthropic", KeyID: "key-1"},
+		{Scope: ScopeOrg, Org: "acme", Provider: "openai", KeyID: "key-2"},
+		ecProject,
+		{Scope: ScopeProject, Org: "acme", Project: "web2", Provider: "openai", KeyID: "key-1"},
+		{Scope: ScopeProject, Org: "acme2", Project: "web", Provider: "openai", KeyID: "key-1"},
+		{Scope: ScopeProject, Org: "acmew", Project: "eb", Provider: "openai", KeyID: "key-1"},
+		{Scope: ScopeProject, Org: "acme", Project: "web", Provider: "anthropic", KeyID: "key-1"},
+		{Scope: ScopeProject, Org: "acme", Project: "web", Provider: "openai", KeyID: "key-2"},
+		{Scope: ScopeProject, Org: "web", Project: "acme", Provider: "openai", KeyID: "key-1"},
+	}
+)
+
 func testWrongContext(t *testing.T, v *Vault) {
 	blob := mustSeal(t, v, ecA, secretA)
 	// Rewrap of a blob that is already current is a no-op copy, so check
@@ -210,6 +235,48 @@ func testWrongContext(t *testing.T, v *Vault) {
 			}
 		}
 		mustOpen(t, v, ecA, blob, secretA)
+	}
+	// The same between scopes: a ciphertext moved between user, org and
+	// project rows (or to another org, project, provider or key id) fails.
+	blobs := make([][]byte, len(scoped))
+	for i, ec := range scoped {
+		blobs[i] = mustSeal(t, v, ec, secretA)
+	}
+	for round := 0; round < 2; round++ {
+		for i, from := range scoped {
+			for j, to := range scoped {
+				if i == j {
+					mustOpen(t, v, to, blobs[i], secretA)
+					continue
+				}
+				pt, err := v.Open(context.Background(), to, blobs[i])
+				assertDecryptErr(t, pt, err, fmt.Sprintf("blob of %+v opened as %+v", from, to))
+				if _, err := rv.Rewrap(context.Background(), to, blobs[i]); !errors.Is(err, ErrDecrypt) {
+					t.Fatalf("Rewrap of %+v as %+v: %v", from, to, err)
+				}
+			}
+		}
+	}
+}
+
+// A user's row sealed with no scope (every row stored before scopes
+// existed) opens with Scope "user" and vice versa: the AAD is unchanged.
+func TestUserScopeKeepsOldAAD(t *testing.T) {
+	v := New(newLocal(t), nil)
+	old := mustSeal(t, v, ecA, secretA)
+	explicit := ecA
+	explicit.Scope = ScopeUser
+	mustOpen(t, v, explicit, old, secretA)
+	mustOpen(t, v, ecA, mustSeal(t, v, explicit, secretA), secretA)
+	want := appendAADField(appendAADField(appendAADField(appendAADField(appendAADField(nil,
+		payloadLabel), versionField), ecA.UserID), ecA.Provider), ecA.KeyID)
+	if got, _ := payloadAAD(explicit, "", nil, false); !bytes.Equal(got, want) {
+		t.Fatalf("user AAD changed: %x, want %x", got, want)
+	}
+	for _, ec := range scoped {
+		if got := len(appendAAD(nil, payloadLabel, ec)); got != aadLen(payloadLabel, ec) {
+			t.Fatalf("aadLen(%+v) = %d, encoding is %d bytes", ec, aadLen(payloadLabel, ec), got)
+		}
 	}
 }
 

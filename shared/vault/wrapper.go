@@ -157,13 +157,24 @@ func NewKMSWrapper(client KMSAPI, keyID string) *KMSWrapper {
 
 func (w *KMSWrapper) ID() string { return "kms:" + w.keyID }
 
+// encryptionContext is {user_id, provider, key_id, v} for a user's key (as
+// before scopes existed, so old rows unwrap) and {scope, org, project?,
+// provider, key_id, v} for org and project keys.
 func encryptionContext(ec Context) map[string]string {
-	return map[string]string{
-		"user_id":  ec.UserID,
+	m := map[string]string{
 		"provider": ec.Provider,
 		"key_id":   ec.KeyID,
 		"v":        strconv.Itoa(int(formatV1)),
 	}
+	switch ec.Scope {
+	case "", ScopeUser:
+		m["user_id"] = ec.UserID
+	case ScopeOrg:
+		m["scope"], m["org"] = ec.Scope, ec.Org
+	default:
+		m["scope"], m["org"], m["project"] = ec.Scope, ec.Org, ec.Project
+	}
+	return m
 }
 
 func (w *KMSWrapper) GenerateDataKey(ctx context.Context, ec Context) (plain, wrapped []byte, err error) {
