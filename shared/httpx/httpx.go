@@ -4,6 +4,7 @@
 package httpx
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,9 +15,11 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/synthstack/byok/shared/apperr"
 )
 
@@ -286,8 +289,14 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, dst any) er
 	if r.ContentLength > limit {
 		return apperr.New(apperr.RequestTooLarge, "request body exceeds %d bytes", limit)
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(body)
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		return decodeError(err, limit)
+	}
+	if err := checkNames(raw); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err, limit)
@@ -300,6 +309,52 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, dst any) er
 		return apperr.New(apperr.InvalidRequest, "request body must hold a single JSON object")
 	}
 	return nil
+}
+
+// checkNames refuses a body whose objects repeat a name, at any depth, or
+// spell one name twice in different case: encoding/json keeps the last of
+// them and matches case-insensitively, so what we validated and what we store
+// could differ (docs/api.md, errors). Syntax errors are left to the decoder.
+func checkNames(raw []byte) error {
+	dec := jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true))
+	var stack []map[string]string // per open object: folded name → first spelling
+	for {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return nil
+		}
+		switch tok.Kind() {
+		case '{':
+			stack = append(stack, map[string]string{})
+			continue
+		case '}':
+			stack = stack[:len(stack)-1]
+			continue
+		case '"':
+		default:
+			continue
+		}
+		if k, n := dec.StackIndex(dec.StackDepth()); k != '{' || n%2 == 0 || len(stack) == 0 {
+			continue // a string value, not a name
+		}
+		name, seen := tok.String(), stack[len(stack)-1]
+		folded := strings.ToLower(name)
+		switch first, ok := seen[folded]; {
+		case ok && first == name:
+			return apperr.New(apperr.InvalidRequest, "duplicate key %q in the request body: each key may appear once", clipName(name))
+		case ok:
+			return apperr.New(apperr.InvalidRequest, "the request body has both %q and %q: keys may appear once, in one spelling", clipName(first), clipName(name))
+		}
+		seen[folded] = name
+	}
+}
+
+// clipName bounds a client-chosen name echoed in an error.
+func clipName(s string) string {
+	if len(s) > 40 || strings.Contains(s, "sk-") {
+		return s[:min(len(s), 8)] + "…"
+	}
+	return s
 }
 
 func decodeError(err error, limit int64) error {

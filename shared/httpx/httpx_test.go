@@ -41,6 +41,9 @@ func TestDecodeJSON(t *testing.T) {
 		{`{"name":"x"} {"n":2}`, "application/json", apperr.InvalidRequest, "single JSON object"},
 		{`{"other":1}`, "application/json", apperr.InvalidRequest, `unknown field "other"`},
 		{`{"sk-proj-abcdefghijklmnopqrstuvwxyz0123456789":1}`, "application/json", apperr.InvalidRequest, "an unknown field"},
+		{`{"name":"x","name":"y"}`, "application/json", apperr.InvalidRequest, `duplicate key "name"`},
+		{`{"name":"x","NAME":"y"}`, "application/json", apperr.InvalidRequest, "one spelling"},
+		{`{"n":1,"name":{"a":1,"a":2}}`, "application/json", apperr.InvalidRequest, `duplicate key "a"`},
 		{`{"name":"x"}`, "text/plain", apperr.InvalidRequest, "Content-Type"},
 		{`{"name":"` + strings.Repeat("a", 200) + `"}`, "application/json", apperr.RequestTooLarge, "exceeds"},
 	}
