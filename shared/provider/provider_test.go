@@ -85,8 +85,12 @@ func TestCheckFormat(t *testing.T) {
 			t.Errorf("CheckFormat error contains the key: %v", err)
 		}
 	}
-	if err := provider.CheckFormat(provider.Google, oaKey); !apperr.Is(err, apperr.UnsupportedProvider) {
-		t.Errorf("CheckFormat(google) = %v, want unsupported_provider", err)
+	if err := provider.CheckFormat("groq", oaKey); !apperr.Is(err, apperr.UnsupportedProvider) {
+		t.Errorf("CheckFormat(groq) = %v, want unsupported_provider", err)
+	}
+	// Providers with an adapter check their own format.
+	if err := provider.CheckFormat(provider.Google, oaKey); !apperr.Is(err, apperr.InvalidKeyFormat) {
+		t.Errorf("CheckFormat(google, an OpenAI key) = %v, want invalid_key_format", err)
 	}
 }
 
@@ -219,7 +223,12 @@ func TestValidatePresets(t *testing.T) {
 				}
 				fp.SetKey(key, c.b)
 				before := fp.Calls(key)
-				if got := v.Validate(context.Background(), p, key); got != c.want {
+				got := v.Validate(context.Background(), p, key)
+				if c.want.Reason == "forbidden" && got.Detail == "" {
+					t.Errorf("forbidden without the provider's explanation in Detail")
+				}
+				got.Detail = ""
+				if got != c.want {
 					t.Fatalf("Validate = %+v, want %+v", got, c.want)
 				}
 				if fp.Calls(key) != before+1 {
