@@ -378,19 +378,10 @@ type event struct {
 	Index int    `json:"index"`
 	Delta struct {
 		Message struct {
-			Content struct {
-				Type string `json:"type"`
-				Text string `json:"text"`
-			} `json:"content"`
-			ToolPlan  string `json:"tool_plan"`
-			ToolCalls struct {
-				ID       string `json:"id"`
-				Type     string `json:"type"`
-				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
-				} `json:"function"`
-			} `json:"tool_calls"`
+			// An array in message-start, an object in content-* events.
+			Content   json.RawMessage `json:"content"`
+			ToolPlan  string          `json:"tool_plan"`
+			ToolCalls json.RawMessage `json:"tool_calls"` // likewise
 		} `json:"message"`
 		FinishReason string `json:"finish_reason"`
 		Error        string `json:"error"`
@@ -414,22 +405,39 @@ func (s *stream) Event(name string, data []byte) ([]schema.ChatChunk, bool, erro
 		}
 		return []schema.ChatChunk{s.chunk(schema.Delta{Role: "assistant", Content: schema.Ptr("")}, nil)}, false, nil
 	case "content-delta":
-		if e.Delta.Message.Content.Type == "thinking" || e.Delta.Message.Content.Text == "" {
+		var c struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}
+		if err := json.Unmarshal(e.Delta.Message.Content, &c); err != nil {
+			return nil, false, fmt.Errorf("%w: content-delta: %v", schema.ErrBadAnswer, err)
+		}
+		if c.Type == "thinking" || c.Text == "" {
 			return nil, false, nil
 		}
-		return []schema.ChatChunk{s.chunk(schema.Delta{Content: schema.Ptr(e.Delta.Message.Content.Text)}, nil)}, false, nil
-	case "tool-call-start":
-		tc := e.Delta.Message.ToolCalls
+		return []schema.ChatChunk{s.chunk(schema.Delta{Content: schema.Ptr(c.Text)}, nil)}, false, nil
+	case "tool-call-start", "tool-call-delta":
+		var tc struct {
+			ID       string `json:"id"`
+			Function struct {
+				Name      string `json:"name"`
+				Arguments string `json:"arguments"`
+			} `json:"function"`
+		}
+		if err := json.Unmarshal(e.Delta.Message.ToolCalls, &tc); err != nil {
+			return nil, false, fmt.Errorf("%w: %s: %v", schema.ErrBadAnswer, typ, err)
+		}
+		if typ == "tool-call-delta" {
+			if s.calls == 0 {
+				return nil, false, fmt.Errorf("%w: tool-call-delta before tool-call-start", schema.ErrBadAnswer)
+			}
+			return []schema.ChatChunk{s.chunk(schema.Delta{ToolCalls: []schema.ToolCall{{Index: schema.Ptr(s.calls - 1),
+				Function: schema.FunctionCall{Arguments: tc.Function.Arguments}}}}, nil)}, false, nil
+		}
 		i := s.calls
 		s.calls++
 		return []schema.ChatChunk{s.chunk(schema.Delta{ToolCalls: []schema.ToolCall{{Index: schema.Ptr(i), ID: tc.ID, Type: "function",
 			Function: schema.FunctionCall{Name: tc.Function.Name, Arguments: tc.Function.Arguments}}}}, nil)}, false, nil
-	case "tool-call-delta":
-		if s.calls == 0 {
-			return nil, false, fmt.Errorf("%w: tool-call-delta before tool-call-start", schema.ErrBadAnswer)
-		}
-		return []schema.ChatChunk{s.chunk(schema.Delta{ToolCalls: []schema.ToolCall{{Index: schema.Ptr(s.calls - 1),
-			Function: schema.FunctionCall{Arguments: e.Delta.Message.ToolCalls.Function.Arguments}}}}, nil)}, false, nil
 	case "message-end":
 		s.usage = e.Delta.Usage.neutral()
 		fr := finish(e.Delta.FinishReason)
