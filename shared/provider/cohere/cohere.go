@@ -285,8 +285,8 @@ func (u *usage) neutral() *schema.Usage {
 	switch {
 	case u == nil:
 		return schema.NewUsage(0, 0, 0, 0)
-	case u.BilledUnits != nil:
-		return schema.NewUsage(u.BilledUnits.InputTokens, u.BilledUnits.OutputTokens, u.CachedTokens, 0)
+	case u.BilledUnits != nil: // billed units already net of what the cache saved
+		return schema.NewUsage(u.BilledUnits.InputTokens, u.BilledUnits.OutputTokens, 0, 0)
 	case u.Tokens != nil:
 		return schema.NewUsage(u.Tokens.InputTokens, u.Tokens.OutputTokens, u.CachedTokens, 0)
 	}

@@ -1,6 +1,7 @@
 package google
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -85,9 +86,10 @@ func split(c *content, respID string, choice int, first int) (string, []schema.T
 			if id == "" {
 				id = callID(respID, choice, first+len(calls))
 			}
-			args := string(p.FunctionCall.Args)
-			if args == "" || args == "null" {
-				args = "{}"
+			var compact bytes.Buffer
+			args := "{}"
+			if json.Compact(&compact, p.FunctionCall.Args) == nil && compact.String() != "null" {
+				args = compact.String()
 			}
 			calls = append(calls, schema.ToolCall{ID: id, Type: "function", Function: schema.FunctionCall{Name: p.FunctionCall.Name, Arguments: args}})
 		default:

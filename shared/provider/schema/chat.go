@@ -276,6 +276,8 @@ type CompletionTokensDetails struct {
 
 // NewUsage builds a Usage; cached and reasoning are included in in/out.
 func NewUsage(in, out, cached, reasoning int) *Usage {
+	// A provider's detail can never exceed the total it belongs to.
+	cached, reasoning = max(0, min(cached, in)), max(0, min(reasoning, out))
 	u := &Usage{PromptTokens: in, CompletionTokens: out, TotalTokens: in + out}
 	if cached > 0 {
 		u.PromptTokensDetails = &PromptTokensDetails{CachedTokens: cached}
