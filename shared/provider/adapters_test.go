@@ -149,7 +149,7 @@ func TestMistralSendsOnlyKnownFields(t *testing.T) {
 	}
 }
 
-// Live validation reads each provider's vocabulary (docs/keys.md).
+// Live validation reads each provider's vocabulary (docs/providers.md).
 func TestValidateNewProviders(t *testing.T) {
 	r := newRig(t)
 	v := provider.NewValidator(r.tls.Client(), provider.Endpoints{

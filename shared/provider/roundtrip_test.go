@@ -299,7 +299,7 @@ func TestEmbeddingsRoundTrip(t *testing.T) {
 }
 
 // Each provider's failure vocabulary, as the fake speaks it, feeds the
-// routing classes of docs/routing.md: auth, quota (billing), rate limit,
+// routing classes of docs/providers.md: auth, quota (billing), rate limit,
 // unavailable, request.
 func TestClassifyThroughFake(t *testing.T) {
 	r := newRig(t)

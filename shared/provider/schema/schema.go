@@ -147,7 +147,7 @@ func Unsupported(p Name, feature string) error { return &FeatureError{p, feature
 // ErrBadAnswer is wrapped by decoders for an upstream 2xx they cannot read.
 var ErrBadAnswer = errors.New("the provider's answer could not be read")
 
-// Timeout is the live validation budget (docs/keys.md).
+// Timeout is the live validation budget (docs/providers.md).
 const Timeout = 10 * time.Second
 
 // NewJSONRequest builds a POST with a JSON body and the usual headers.
@@ -176,7 +176,7 @@ func NewGet(ctx context.Context, url string) (*http.Request, error) {
 }
 
 // ClassByStatus is the status-only part of every provider's classification
-// (docs/routing.md): 401/403 auth, 402 billing, 429 rate limit, 5xx
+// (docs/providers.md): 401/403 auth, 402 billing, 429 rate limit, 5xx
 // unavailable, other 4xx request.
 func ClassByStatus(status int) (Class, Status, Reason) {
 	switch {
