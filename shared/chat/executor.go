@@ -71,6 +71,8 @@ type Executor struct {
 	Once         Onceer
 	HTTP         *http.Client
 	Endpoints    provider.Endpoints
+	// Providers is the adapter registry (nil: built from Endpoints).
+	Providers *provider.Registry
 	InternalKeys map[provider.Name]string
 	// HeaderTimeout bounds the wait for an upstream's response headers
 	// (a stalled provider is an `unavailable` failure).

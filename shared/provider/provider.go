@@ -39,7 +39,10 @@ const (
 
 // Supported returns the providers keys can be stored for today, in display order.
 // It returns a fresh slice on every call.
-func Supported() []Name { return []Name{OpenAI, Anthropic} }
+//
+// Azure OpenAI is not among them yet: its keys need an endpoint, api_version
+// and deployments stored with them (docs/providers.md).
+func Supported() []Name { return []Name{OpenAI, Anthropic, Google, Mistral, Cohere} }
 
 // All returns every provider with an adapter (keys can be checked and
 // validated for each; Supported says which can be stored today).
@@ -56,7 +59,13 @@ func IsKnown(p Name) bool {
 }
 
 // IsSupported reports whether keys can be stored for p.
-func IsSupported(p Name) bool { return p == OpenAI || p == Anthropic }
+func IsSupported(p Name) bool {
+	switch p {
+	case OpenAI, Anthropic, Google, Mistral, Cohere:
+		return true
+	}
+	return false
+}
 
 func supportedList() string {
 	s := Supported()
