@@ -200,6 +200,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 			Once:                st,
 			HTTP:                upstreamClient,
 			Endpoints:           cfg.Endpoints,
+			Providers:           provider.NewRegistry(cfg.Endpoints),
 			InternalKeys:        cfg.InternalKeys,
 			HeaderTimeout:       cfg.UpstreamHeaderTimeout,
 			IdleTimeout:         cfg.UpstreamIdleTimeout,

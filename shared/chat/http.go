@@ -167,7 +167,7 @@ func opAllows(op operation, p provider.Name) bool {
 	case opEmbeddings:
 		return p != provider.Anthropic
 	default:
-		return p == provider.OpenAI || p == provider.Anthropic
+		return true // every provider chats (docs/providers.md)
 	}
 }
 

@@ -4,7 +4,6 @@
 package chat
 
 import (
-
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/provider"
 )
