@@ -18,7 +18,7 @@ func ProviderForModel(model string) (provider.Name, string, error) {
 	if len(model) > 256 {
 		return "", "", apperr.New(apperr.InvalidRequest, "field \"model\" is too long")
 	}
-	return provider.NewRegistry(provider.Endpoints{}).ForModel(model)
+	return provider.ForModel(model)
 }
 
 // servedProvider refuses providers whose routes are not built yet.

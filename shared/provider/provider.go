@@ -50,10 +50,9 @@ func All() []Name { return []Name{OpenAI, Anthropic, Google, Mistral, Cohere, Az
 
 // IsKnown reports whether p has an adapter.
 func IsKnown(p Name) bool {
-	for _, n := range All() {
-		if n == p {
-			return true
-		}
+	switch p {
+	case OpenAI, Anthropic, Google, Mistral, Cohere, AzureOpenAI:
+		return true
 	}
 	return false
 }

@@ -16,12 +16,27 @@ import (
 // Adapter is one provider behind the neutral request (shared/provider/schema).
 type Adapter = schema.Adapter
 
-// entry is one registry line: a provider's adapter, where its requests go
-// and the model-name prefixes that route to it (docs/providers.md).
+// entry is one registry line: a provider's adapter and where its requests go.
 type entry struct {
-	adapter  Adapter
-	baseURL  string
-	prefixes []string
+	adapter Adapter
+	baseURL string
+}
+
+// modelRoutes maps model-name prefixes to providers (docs/providers.md); the
+// longest match wins. Read-only: ForModel runs on every request and must not
+// allocate.
+var modelRoutes = [...]struct {
+	prefix string
+	p      Name
+}{
+	{"gpt-", OpenAI}, {"o1", OpenAI}, {"o3", OpenAI}, {"o4", OpenAI}, {"chatgpt-", OpenAI}, {"ft:", OpenAI},
+	{"text-embedding-", OpenAI}, {"whisper-", OpenAI},
+	{"claude-", Anthropic},
+	{"gemini-", Google}, {"gemini-embedding-", Google}, {"text-embedding-004", Google},
+	{"mistral-", Mistral}, {"ministral-", Mistral}, {"codestral-", Mistral}, {"open-mistral", Mistral},
+	{"pixtral-", Mistral}, {"magistral-", Mistral}, {"devstral-", Mistral},
+	{"command", Cohere}, {"embed-english-", Cohere}, {"embed-multilingual-", Cohere}, {"embed-v4", Cohere},
+	// azure_openai: only by azure/<deployment>
 }
 
 // Registry maps provider names and model names to adapters. It is
@@ -32,16 +47,16 @@ type Registry struct {
 }
 
 // NewRegistry builds the registry for ep. Adding a provider is one folder
-// under shared/provider and one line here.
+// under shared/provider, one line here and its prefixes in modelRoutes.
 func NewRegistry(ep Endpoints) *Registry {
 	ep = ep.withDefaults()
 	lines := []entry{
-		{openai.Adapter{}, ep.OpenAI, []string{"gpt-", "o1", "o3", "o4", "chatgpt-", "ft:", "text-embedding-", "whisper-"}},
-		{anthropic.Adapter{}, ep.Anthropic, []string{"claude-"}},
-		{google.Adapter{}, ep.Google, []string{"gemini-", "text-embedding-004", "gemini-embedding-"}},
-		{mistral.Adapter{}, ep.Mistral, []string{"mistral-", "ministral-", "codestral-", "open-mistral", "pixtral-", "magistral-", "devstral-"}},
-		{cohere.Adapter{}, ep.Cohere, []string{"command", "embed-english-", "embed-multilingual-", "embed-v4"}},
-		{azure.Adapter{Guard: &azure.Guard{Suffixes: ep.AzureSuffixes}}, "", nil}, // routed only by azure/<deployment>
+		{openai.Adapter{}, ep.OpenAI},
+		{anthropic.Adapter{}, ep.Anthropic},
+		{google.Adapter{}, ep.Google},
+		{mistral.Adapter{}, ep.Mistral},
+		{cohere.Adapter{}, ep.Cohere},
+		{azure.Adapter{Guard: &azure.Guard{Suffixes: ep.AzureSuffixes}}, ""}, // the user's endpoint
 	}
 	r := &Registry{byName: make(map[Name]entry, len(lines))}
 	for _, l := range lines {
@@ -70,13 +85,16 @@ func (r *Registry) Credential(p Name, key string) schema.Credential {
 // ForModel resolves a requested model to its provider and the model name
 // sent upstream: an explicit "provider/model" prefix wins (azure/<deployment>
 // names a deployment), otherwise the longest matching model-name prefix.
-func (r *Registry) ForModel(model string) (Name, string, error) {
+func (r *Registry) ForModel(model string) (Name, string, error) { return ForModel(model) }
+
+// ForModel is Registry.ForModel without a registry (it needs none).
+func ForModel(model string) (Name, string, error) {
 	if i := strings.IndexByte(model, '/'); i > 0 {
 		name, rest := Name(model[:i]), model[i+1:]
 		if name == "azure" {
 			name = AzureOpenAI
 		}
-		if _, ok := r.byName[name]; ok {
+		if IsKnown(name) {
 			if rest == "" {
 				return "", "", apperr.New(apperr.InvalidRequest, "model %q names a provider but no model", clipModel(model))
 			}
@@ -84,11 +102,9 @@ func (r *Registry) ForModel(model string) (Name, string, error) {
 		}
 	}
 	best, bestLen := Name(""), 0
-	for _, n := range r.order {
-		for _, p := range r.byName[n].prefixes {
-			if strings.HasPrefix(model, p) && len(p) > bestLen {
-				best, bestLen = n, len(p)
-			}
+	for _, mr := range modelRoutes {
+		if len(mr.prefix) > bestLen && strings.HasPrefix(model, mr.prefix) {
+			best, bestLen = mr.p, len(mr.prefix)
 		}
 	}
 	if best == "" {
