@@ -75,6 +75,9 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		InternalKeys: map[provider.Name]string{
 			provider.OpenAI:    getenv("INTERNAL_OPENAI_API_KEY"),
 			provider.Anthropic: getenv("INTERNAL_ANTHROPIC_API_KEY"),
+			provider.Google:    getenv("INTERNAL_GOOGLE_API_KEY"),
+			provider.Mistral:   getenv("INTERNAL_MISTRAL_API_KEY"),
+			provider.Cohere:    getenv("INTERNAL_COHERE_API_KEY"),
 		},
 		SettingsTTL:              durationEnv(getenv, "SETTINGS_CACHE_TTL", 5*time.Second),
 		UpstreamHeaderTimeout:    durationEnv(getenv, "UPSTREAM_HEADER_TIMEOUT", 60*time.Second),
@@ -197,6 +200,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 			Once:                st,
 			HTTP:                upstreamClient,
 			Endpoints:           cfg.Endpoints,
+			Providers:           provider.NewRegistry(cfg.Endpoints),
 			InternalKeys:        cfg.InternalKeys,
 			HeaderTimeout:       cfg.UpstreamHeaderTimeout,
 			IdleTimeout:         cfg.UpstreamIdleTimeout,

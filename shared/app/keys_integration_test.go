@@ -78,7 +78,7 @@ func TestKeyLifecycle(t *testing.T) {
 		t.Fatalf("list: %d %s", r.Status, r.Body)
 	}
 	ks := keysByProvider(t, r)
-	if len(ks) != 2 || ks["openai"]["hint"] != "sk-..."+down[len(down)-7:] || ks["anthropic"]["status"] != "invalid" {
+	if len(ks) != 5 || ks["openai"]["hint"] != "sk-..."+down[len(down)-7:] || ks["anthropic"]["status"] != "invalid" {
 		t.Fatalf("list: %s", r.Body)
 	}
 	for _, f := range []string{"provider", "configured", "status", "reason", "hint", "validated_at", "updated_at"} {
@@ -240,7 +240,7 @@ func TestBadInputStoresNothing(t *testing.T) {
 		{"too short", "PUT", "/v1/keys/openai", alice, map[string]string{"api_key": "sk-abc"}, 400, "invalid_key_format"},
 		{"whitespace", "PUT", "/v1/keys/openai", alice, map[string]string{"api_key": "sk-" + randomHex(t, 10) + " " + randomHex(t, 10)}, 400, "invalid_key_format"},
 		{"unknown provider", "PUT", "/v1/keys/acme", alice, map[string]string{"api_key": okKey}, 404, "unsupported_provider"},
-		{"later provider", "PUT", "/v1/keys/google", alice, map[string]string{"api_key": okKey}, 404, "unsupported_provider"},
+		{"later provider", "PUT", "/v1/keys/azure_openai", alice, map[string]string{"api_key": okKey}, 404, "unsupported_provider"},
 		{"unknown provider test", "POST", "/v1/keys/acme/test", alice, nil, 404, "unsupported_provider"},
 		{"unknown provider delete", "DELETE", "/v1/keys/acme", alice, nil, 404, "unsupported_provider"},
 		{"too large", "PUT", "/v1/keys/openai", alice, big, 413, "request_too_large"},

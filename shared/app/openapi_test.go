@@ -391,7 +391,7 @@ func TestOpenAPIExercise(t *testing.T) {
 	want(e.do("POST", "/v1/messages", "", msgs), 401, "unauthorized")
 	want(e.do("POST", "/v1/messages", dora, map[string]any{"model": "nope", "max_tokens": 5,
 		"messages": []map[string]string{{"role": "user", "content": "x"}}}), 404, "not_found")
-	want(e.do("POST", "/v1/messages", dora, map[string]any{"model": "gemini-1.5-pro", "max_tokens": 5,
+	want(e.do("POST", "/v1/messages", dora, map[string]any{"model": "azure/my-deployment", "max_tokens": 5,
 		"messages": []map[string]string{{"role": "user", "content": "x"}}}), 404, "unsupported_provider")
 	want(e.do("POST", "/v1/embeddings", dora, map[string]any{"model": "text-embedding-3-small", "input": "x"}, "api-key", dora), 200, "")
 	want(e.do("POST", "/v1/embeddings", dora, map[string]any{"model": "text-embedding-3-small"}), 400, "invalid_request")

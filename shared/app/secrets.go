@@ -17,7 +17,8 @@ type SecretsAPI interface {
 }
 
 // LoadInternalKeys reads the platform's provider keys from the secret arn,
-// a JSON object {"openai": "...", "anthropic": "..."}; keys set in the
+// a JSON object {"openai": "...", "anthropic": "...", "google": "...",
+// "mistral": "...", "cohere": "..."}; keys set in the
 // environment are kept when the secret leaves them empty. Errors never
 // include the secret's content.
 func LoadInternalKeys(ctx context.Context, sm SecretsAPI, arn string, into map[provider.Name]string) error {
@@ -29,7 +30,8 @@ func LoadInternalKeys(ctx context.Context, sm SecretsAPI, arn string, into map[p
 	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &m); err != nil {
 		return fmt.Errorf("internal provider keys secret must be a JSON object of strings like {\"openai\":\"sk-...\",\"anthropic\":\"sk-ant-...\"}")
 	}
-	for _, p := range []provider.Name{provider.OpenAI, provider.Anthropic} {
+	// Azure OpenAI has no platform key: its endpoints are the users' own.
+	for _, p := range []provider.Name{provider.OpenAI, provider.Anthropic, provider.Google, provider.Mistral, provider.Cohere} {
 		if v := m[string(p)]; v != "" {
 			into[p] = v
 		}

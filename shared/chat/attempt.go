@@ -92,18 +92,27 @@ func (c *call) build() (upstreamCall, error) {
 func (c *call) attempt(ctx context.Context, apiKey string) *outcome {
 	x := c.x
 	defer func() { c.usedKeys = append(c.usedKeys, apiKey) }()
-	uc, err := c.build()
-	if err != nil {
-		return badRequest(err)
-	}
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := upstreamRequest(actx, x.Endpoints, c.prov, uc.path, apiKey, uc.body, uc.header)
-	if err != nil {
-		return &outcome{class: routing.FailUnavailable}
-	}
-	if uc.contentType != "" {
-		req.Header.Set("Content-Type", uc.contentType)
+	var req *http.Request
+	native, isNative := c.nativeAdapter()
+	if isNative {
+		var err error
+		if req, err = c.nativeRequest(actx, native, apiKey); err != nil {
+			return nativeBuildError(err)
+		}
+	} else {
+		uc, err := c.build()
+		if err != nil {
+			return badRequest(err)
+		}
+		req, err = upstreamRequest(actx, x.Endpoints, c.prov, uc.path, apiKey, uc.body, uc.header)
+		if err != nil {
+			return &outcome{class: routing.FailUnavailable}
+		}
+		if uc.contentType != "" {
+			req.Header.Set("Content-Type", uc.contentType)
+		}
 	}
 	if c.req.Stream {
 		req.Header.Set("Accept", "text/event-stream")
@@ -131,6 +140,9 @@ func (c *call) attempt(ctx context.Context, apiKey string) *outcome {
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		eb, _ := readBounded(resp.Body, maxErrorBody)
+		if isNative {
+			return c.nativeFailure(native, resp, eb, apiKey)
+		}
 		return &outcome{status: resp.StatusCode, class: classify(c.prov, resp.StatusCode, eb),
 			retryAfter: resp.Header.Get("Retry-After"), errBody: eb, vetted: c.vetError(resp.StatusCode, eb, apiKey)}
 	}
@@ -173,7 +185,9 @@ func (c *call) relayWhole(ctx context.Context, resp *http.Response) *outcome {
 	}
 	out := &outcome{ok: true, status: resp.StatusCode}
 	ct := "application/json"
-	switch {
+	switch native, isNative := c.nativeAdapter(); {
+	case isNative:
+		raw, out.usage, err = c.nativeAnswer(native, raw)
 	case c.req.Op == opChat && c.prov == provider.Anthropic:
 		out.usage = anthropicUsage(raw, "usage")
 		raw, err = translate.MessagesToChatResponse(raw, c.req.Model)
@@ -273,7 +287,9 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response, apiKey stri
 	fl, _ := c.w.(http.Flusher)
 	sw := &sseWriter{c: c, out: out, flusher: fl, buf: make([]byte, 0, 1024)}
 	var relay func(ev sse.Event) (done, ok bool, err error)
-	switch {
+	switch native, isNative := c.nativeAdapter(); {
+	case isNative:
+		relay = c.nativeStream(native, sw)
 	case c.req.Op == opChat && c.prov == provider.Anthropic:
 		relay = c.anthropicToChatStream(sw)
 	case c.req.Op == opMessages && c.prov == provider.Anthropic:

@@ -15,6 +15,7 @@ import (
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/provider/schema"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/usage"
@@ -44,6 +45,10 @@ type call struct {
 	ledgerID string
 	fallback string
 	usedKeys []string // every key sent upstream for this request (scrubbed from what we relay)
+
+	// The neutral request an adapter provider was sent (native.go).
+	nChat  *schema.ChatRequest
+	nEmbed *schema.EmbeddingRequest
 }
 
 // serve runs the routing plan for c and writes the answer.

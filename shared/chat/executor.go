@@ -58,19 +58,21 @@ type Onceer interface {
 
 // Executor routes and performs AI requests.
 type Executor struct {
-	Users        UserStore
-	Settings     *SettingsCache
-	Keys         KeyOpener
-	KeyRecorder  KeyRecorder
-	Ledger       Ledger
-	Limiter      Limiter
-	Usage        UsageWriter
-	Prices       credits.PriceTable
-	Circuit      *Circuit
-	Events       events.Publisher
-	Once         Onceer
-	HTTP         *http.Client
-	Endpoints    provider.Endpoints
+	Users       UserStore
+	Settings    *SettingsCache
+	Keys        KeyOpener
+	KeyRecorder KeyRecorder
+	Ledger      Ledger
+	Limiter     Limiter
+	Usage       UsageWriter
+	Prices      credits.PriceTable
+	Circuit     *Circuit
+	Events      events.Publisher
+	Once        Onceer
+	HTTP        *http.Client
+	Endpoints   provider.Endpoints
+	// Providers is the adapter registry (nil: built from Endpoints).
+	Providers    *provider.Registry
 	InternalKeys map[provider.Name]string
 	// HeaderTimeout bounds the wait for an upstream's response headers
 	// (a stalled provider is an `unavailable` failure).

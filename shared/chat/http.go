@@ -162,10 +162,12 @@ func (x *Executor) handleCopilot(w http.ResponseWriter, r *http.Request) {
 // opProviders are the providers each operation can reach today.
 func opAllows(op operation, p provider.Name) bool {
 	switch op {
-	case opEmbeddings, opTranscription:
+	case opTranscription:
 		return p == provider.OpenAI
+	case opEmbeddings:
+		return p != provider.Anthropic
 	default:
-		return p == provider.OpenAI || p == provider.Anthropic
+		return true // every provider chats (docs/providers.md)
 	}
 }
 

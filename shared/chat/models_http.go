@@ -58,7 +58,7 @@ func (x *Executor) handleModels(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	routes := map[provider.Name]routing.Route{}
-	for _, prov := range []provider.Name{provider.OpenAI, provider.Anthropic} {
+	for _, prov := range provider.Supported() {
 		plan := routing.Decide(x.routingInput(set, u, p.UserID, prov))
 		if plan.First == routing.RouteCredits && x.InternalKeys[prov] == "" {
 			plan.First = routing.RouteNone

@@ -51,8 +51,8 @@ type PriceTable struct {
 // whisper-1 is priced per second of audio: pass seconds as inTok
 // ($0.006/minute = $100 per 1M seconds).
 func DefaultPrices() PriceTable {
-	return PriceTable{
-		Version: "2025-11-01",
+	t := PriceTable{
+		Version: "2026-12-01", // 2025-11-01 plus the Google, Mistral and Cohere rows of providerPrices
 		Models: map[string]Price{
 			// OpenAI
 			"gpt-4o":                 usd(2.50, 10.00),
@@ -88,6 +88,54 @@ func DefaultPrices() PriceTable {
 			"claude-haiku-4":    usd(1.00, 5.00),
 		},
 		Default: usd(15.00, 75.00),
+	}
+	for m, pr := range providerPrices() {
+		t.Models[m] = pr
+	}
+	return t
+}
+
+// providerPrices are the list prices (USD per 1M tokens, standard/paid tier,
+// prompts up to 200K tokens, no batch or cache discounts) of the providers
+// added in table version 2026-12-01, as published on ai.google.dev/pricing,
+// mistral.ai/pricing and cohere.com/pricing when this table was made.
+// Azure OpenAI deployments are priced by the OpenAI rows above (a deployment
+// named after its model), otherwise by Default.
+func providerPrices() map[string]Price {
+	return map[string]Price{
+		// Google Gemini
+		"gemini-2.5-pro":        usd(1.25, 10.00),
+		"gemini-2.5-flash":      usd(0.30, 2.50),
+		"gemini-2.5-flash-lite": usd(0.10, 0.40),
+		"gemini-2.0-flash":      usd(0.10, 0.40),
+		"gemini-2.0-flash-lite": usd(0.075, 0.30),
+		"gemini-1.5-pro":        usd(1.25, 5.00),
+		"gemini-1.5-flash":      usd(0.075, 0.30),
+		"gemini-embedding-001":  usd(0.15, 0),
+		"text-embedding-004":    usd(0, 0),
+		// Mistral
+		"mistral-large":     usd(2.00, 6.00),
+		"mistral-medium":    usd(0.40, 2.00),
+		"mistral-small":     usd(0.10, 0.30),
+		"ministral-8b":      usd(0.10, 0.10),
+		"ministral-3b":      usd(0.04, 0.04),
+		"codestral":         usd(0.30, 0.90),
+		"open-mistral-nemo": usd(0.15, 0.15),
+		"pixtral-large":     usd(2.00, 6.00),
+		"pixtral-12b":       usd(0.15, 0.15),
+		"magistral-medium":  usd(2.00, 5.00),
+		"magistral-small":   usd(0.50, 1.50),
+		"devstral-small":    usd(0.10, 0.30),
+		"devstral-medium":   usd(0.40, 2.00),
+		"mistral-embed":     usd(0.10, 0),
+		// Cohere
+		"command-a":               usd(2.50, 10.00),
+		"command-r-plus":          usd(2.50, 10.00),
+		"command-r":               usd(0.15, 0.60),
+		"command-r7b":             usd(0.0375, 0.15),
+		"embed-v4.0":              usd(0.12, 0),
+		"embed-english-v3.0":      usd(0.10, 0),
+		"embed-multilingual-v3.0": usd(0.10, 0),
 	}
 }
 

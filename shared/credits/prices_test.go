@@ -58,3 +58,19 @@ func TestPrices(t *testing.T) {
 		t.Errorf("EstimateTokens out = %d", out)
 	}
 }
+
+// The providers added in table version 2026-12-01 are priced, longest
+// prefix first, and never by the conservative default.
+func TestProviderPrices(t *testing.T) {
+	p := DefaultPrices()
+	for m, want := range map[string]float64{
+		"gemini-2.5-flash": 0.30, "gemini-2.5-flash-lite-preview": 0.10, "mistral-large-latest": 2.00,
+		"ministral-8b-latest": 0.10, "codestral-2501": 0.30, "command-a-03-2025": 2.50, "command-r7b-12-2024": 0.0375,
+		"google/gemini-2.0-flash": 0.10, "embed-v4.0": 0.12,
+	} {
+		got, ok := p.Lookup(m)
+		if !ok || got.InputUSDPer1M != want {
+			t.Errorf("Lookup(%s) = %+v, %v; want input $%v/1M", m, got, ok, want)
+		}
+	}
+}

@@ -390,6 +390,10 @@ func detect(r *http.Request) (proto, key string) {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if IsNativePath(r.URL.Path) { // Gemini, Mistral, Cohere, Azure: native.go
+		s.serveNative(w, r)
+		return
+	}
 	proto, key := detect(r)
 	body, _ := io.ReadAll(io.LimitReader(r.Body, MaxBody))
 	rec := RecordedRequest{

@@ -6,13 +6,15 @@
 package provider
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/provider/schema"
 )
 
 // Name is a provider identifier as used in routes and storage.
-type Name string
+type Name = schema.Name
 
 // Provider names of SPEC §2. Only those returned by Supported can hold keys today.
 const (
@@ -31,18 +33,38 @@ const (
 )
 
 const (
-	prefixOpenAI    = "sk-"
-	prefixAnthropic = "sk-ant-"
-	hintTail        = 7
-	maxEchoLen      = 40
+	hintTail   = 7
+	maxEchoLen = 40
 )
 
 // Supported returns the providers keys can be stored for today, in display order.
 // It returns a fresh slice on every call.
-func Supported() []Name { return []Name{OpenAI, Anthropic} }
+//
+// Azure OpenAI is not among them yet: its keys need an endpoint, api_version
+// and deployments stored with them (docs/providers.md).
+func Supported() []Name { return []Name{OpenAI, Anthropic, Google, Mistral, Cohere} }
+
+// All returns every provider with an adapter (keys can be checked and
+// validated for each; Supported says which can be stored today).
+func All() []Name { return []Name{OpenAI, Anthropic, Google, Mistral, Cohere, AzureOpenAI} }
+
+// IsKnown reports whether p has an adapter.
+func IsKnown(p Name) bool {
+	switch p {
+	case OpenAI, Anthropic, Google, Mistral, Cohere, AzureOpenAI:
+		return true
+	}
+	return false
+}
 
 // IsSupported reports whether keys can be stored for p.
-func IsSupported(p Name) bool { return p == OpenAI || p == Anthropic }
+func IsSupported(p Name) bool {
+	switch p {
+	case OpenAI, Anthropic, Google, Mistral, Cohere:
+		return true
+	}
+	return false
+}
 
 func supportedList() string {
 	s := Supported()
@@ -72,7 +94,7 @@ func Parse(s string) (Name, error) {
 // returns an *apperr.Error with code InvalidKeyFormat (UnsupportedProvider for
 // an unsupported p). The message never contains the key.
 func CheckFormat(p Name, apiKey string) error {
-	if !IsSupported(p) {
+	if !IsSupported(p) && !IsKnown(p) {
 		_, err := Parse(string(p))
 		return err
 	}
@@ -89,18 +111,12 @@ func CheckFormat(p Name, apiKey string) error {
 	if len(apiKey) > MaxKeyLen {
 		return apperr.New(apperr.InvalidKeyFormat, "api_key is longer than %d characters", MaxKeyLen)
 	}
-	switch p {
-	case OpenAI:
-		if strings.HasPrefix(apiKey, prefixAnthropic) {
-			return apperr.New(apperr.InvalidKeyFormat,
-				"this looks like an Anthropic key (sk-ant-); OpenAI keys start with sk- but not sk-ant-")
-		}
-		if !strings.HasPrefix(apiKey, prefixOpenAI) {
-			return apperr.New(apperr.InvalidKeyFormat, "OpenAI keys start with sk-")
-		}
-	case Anthropic:
-		if !strings.HasPrefix(apiKey, prefixAnthropic) {
-			return apperr.New(apperr.InvalidKeyFormat, "Anthropic keys start with sk-ant-")
+	if a, ok := NewRegistry(Endpoints{}).Adapter(p); ok {
+		var fe *schema.FormatError
+		if err := a.CheckFormat(apiKey); errors.As(err, &fe) {
+			return apperr.New(apperr.InvalidKeyFormat, "%s", fe.Msg)
+		} else if err != nil {
+			return apperr.New(apperr.InvalidKeyFormat, "api_key has the wrong format for %s", p)
 		}
 	}
 	return nil

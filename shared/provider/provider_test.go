@@ -20,22 +20,22 @@ const (
 )
 
 func TestSupportedAndParse(t *testing.T) {
-	if got := provider.Supported(); !reflect.DeepEqual(got, []provider.Name{provider.OpenAI, provider.Anthropic}) {
+	if got := provider.Supported(); !reflect.DeepEqual(got, []provider.Name{provider.OpenAI, provider.Anthropic, provider.Google, provider.Mistral, provider.Cohere}) {
 		t.Fatalf("Supported() = %v", got)
 	}
-	for _, s := range []string{"openai", "anthropic"} {
+	for _, s := range []string{"openai", "anthropic", "google", "mistral", "cohere"} {
 		if n, err := provider.Parse(s); err != nil || string(n) != s {
 			t.Errorf("Parse(%q) = %q, %v", s, n, err)
 		}
 	}
 	long := strings.Repeat("x", 41)
-	for _, s := range []string{"", "google", "azure_openai", "OpenAI", "foo\nbar", long} {
+	for _, s := range []string{"", "groq", "azure_openai", "OpenAI", "foo\nbar", long} {
 		_, err := provider.Parse(s)
 		if !apperr.Is(err, apperr.UnsupportedProvider) {
 			t.Fatalf("Parse(%q) err = %v", s, err)
 		}
 		_, msg, _ := apperr.Public(err)
-		if !strings.Contains(msg, "openai, anthropic") {
+		if !strings.Contains(msg, "openai, anthropic, google, mistral, cohere") {
 			t.Errorf("Parse(%q) message %q does not name the supported providers", s, msg)
 		}
 		if strings.Contains(msg, long) || strings.Contains(msg, "\n") {
@@ -85,8 +85,12 @@ func TestCheckFormat(t *testing.T) {
 			t.Errorf("CheckFormat error contains the key: %v", err)
 		}
 	}
-	if err := provider.CheckFormat(provider.Google, oaKey); !apperr.Is(err, apperr.UnsupportedProvider) {
-		t.Errorf("CheckFormat(google) = %v, want unsupported_provider", err)
+	if err := provider.CheckFormat("groq", oaKey); !apperr.Is(err, apperr.UnsupportedProvider) {
+		t.Errorf("CheckFormat(groq) = %v, want unsupported_provider", err)
+	}
+	// Providers with an adapter check their own format.
+	if err := provider.CheckFormat(provider.Google, oaKey); !apperr.Is(err, apperr.InvalidKeyFormat) {
+		t.Errorf("CheckFormat(google, an OpenAI key) = %v, want invalid_key_format", err)
 	}
 }
 
@@ -219,7 +223,12 @@ func TestValidatePresets(t *testing.T) {
 				}
 				fp.SetKey(key, c.b)
 				before := fp.Calls(key)
-				if got := v.Validate(context.Background(), p, key); got != c.want {
+				got := v.Validate(context.Background(), p, key)
+				if c.want.Reason == "forbidden" && got.Detail == "" {
+					t.Errorf("forbidden without the provider's explanation in Detail")
+				}
+				got.Detail = ""
+				if got != c.want {
 					t.Fatalf("Validate = %+v, want %+v", got, c.want)
 				}
 				if fp.Calls(key) != before+1 {

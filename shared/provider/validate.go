@@ -9,20 +9,26 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/synthstack/byok/shared/provider/azure"
+	"github.com/synthstack/byok/shared/provider/cohere"
+	"github.com/synthstack/byok/shared/provider/google"
+	"github.com/synthstack/byok/shared/provider/mistral"
+	"github.com/synthstack/byok/shared/provider/schema"
 )
 
 // Status is a key's validation status (SPEC §2).
-type Status string
+type Status = schema.Status
 
 const (
-	StatusValid     Status = "valid"
-	StatusInvalid   Status = "invalid"
-	StatusUnchecked Status = "unchecked"
+	StatusValid     = schema.StatusValid
+	StatusInvalid   = schema.StatusInvalid
+	StatusUnchecked = schema.StatusUnchecked
 )
 
-// Reason qualifies a Status. Invalid keys carry one of the first four; unchecked
-// keys carry one of the others.
-type Reason string
+// Reason qualifies a Status. Invalid keys carry one of the first four (or,
+// for Azure, deployment_not_found); unchecked keys carry one of the others.
+type Reason = schema.Reason
 
 const (
 	ReasonNone          Reason = ""
@@ -30,6 +36,10 @@ const (
 	ReasonNoBilling     Reason = "no_billing"
 	ReasonQuotaExceeded Reason = "quota_exceeded"
 	ReasonForbidden     Reason = "forbidden"
+
+	// ReasonDeploymentNotFound: an Azure key whose configured deployment
+	// does not exist (status invalid: the saved configuration cannot work).
+	ReasonDeploymentNotFound Reason = "deployment_not_found"
 
 	// ReasonInvalidFormat: Validate refused a key that fails CheckFormat without
 	// sending it anywhere (status invalid).
@@ -50,12 +60,18 @@ type Result struct {
 	Status     Status
 	Reason     Reason
 	HTTPStatus int
+	// Detail is the provider's explanation of a forbidden (or deployment)
+	// verdict, or the network cause of an unreachable provider; never the key.
+	Detail string
 }
 
 // Default base URLs, following the official SDKs' conventions (SPEC §15).
 const (
 	DefaultOpenAIBaseURL    = "https://api.openai.com/v1"
 	DefaultAnthropicBaseURL = "https://api.anthropic.com"
+	DefaultGoogleBaseURL    = google.DefaultBaseURL
+	DefaultMistralBaseURL   = mistral.DefaultBaseURL
+	DefaultCohereBaseURL    = cohere.DefaultBaseURL
 
 	AnthropicVersion = "2023-06-01"
 
@@ -63,32 +79,52 @@ const (
 	MaxErrorBodyLen = 64 << 10
 )
 
-// Endpoints holds the providers' base URLs. OpenAI includes /v1; Anthropic does not.
+// Endpoints holds the providers' base URLs (OpenAI and Mistral include /v1;
+// Anthropic, Google and Cohere do not) and the host suffixes Azure endpoints
+// may use.
 type Endpoints struct {
 	OpenAI    string
 	Anthropic string
+	Google    string
+	Mistral   string
+	Cohere    string
+	// AzureSuffixes are the allowed Azure endpoint host suffixes (nil means
+	// azure.DefaultSuffixes).
+	AzureSuffixes []string
 }
 
-// EndpointsFromEnv reads OPENAI_BASE_URL and ANTHROPIC_BASE_URL through getenv
-// (nil means none set), falling back to the public defaults. Trailing slashes
-// are removed.
+// EndpointsFromEnv reads OPENAI_BASE_URL, ANTHROPIC_BASE_URL,
+// GOOGLE_BASE_URL, MISTRAL_BASE_URL, COHERE_BASE_URL and
+// AZURE_OPENAI_ALLOWED_SUFFIXES through getenv (nil means none set), falling
+// back to the public defaults. Trailing slashes are removed.
 func EndpointsFromEnv(getenv func(string) string) Endpoints {
 	var ep Endpoints
 	if getenv != nil {
 		ep.OpenAI = getenv("OPENAI_BASE_URL")
 		ep.Anthropic = getenv("ANTHROPIC_BASE_URL")
+		ep.Google = getenv("GOOGLE_BASE_URL")
+		ep.Mistral = getenv("MISTRAL_BASE_URL")
+		ep.Cohere = getenv("COHERE_BASE_URL")
+		ep.AzureSuffixes = azure.ParseSuffixes(getenv("AZURE_OPENAI_ALLOWED_SUFFIXES"))
 	}
 	return ep.withDefaults()
 }
 
 func (ep Endpoints) withDefaults() Endpoints {
-	ep.OpenAI = strings.TrimRight(strings.TrimSpace(ep.OpenAI), "/")
-	ep.Anthropic = strings.TrimRight(strings.TrimSpace(ep.Anthropic), "/")
-	if ep.OpenAI == "" {
-		ep.OpenAI = DefaultOpenAIBaseURL
+	for _, f := range []struct {
+		v   *string
+		def string
+	}{
+		{&ep.OpenAI, DefaultOpenAIBaseURL}, {&ep.Anthropic, DefaultAnthropicBaseURL},
+		{&ep.Google, DefaultGoogleBaseURL}, {&ep.Mistral, DefaultMistralBaseURL}, {&ep.Cohere, DefaultCohereBaseURL},
+	} {
+		*f.v = strings.TrimRight(strings.TrimSpace(*f.v), "/")
+		if *f.v == "" {
+			*f.v = f.def
+		}
 	}
-	if ep.Anthropic == "" {
-		ep.Anthropic = DefaultAnthropicBaseURL
+	if len(ep.AzureSuffixes) == 0 {
+		ep.AzureSuffixes = azure.ParseSuffixes("")
 	}
 	return ep
 }
@@ -96,13 +132,16 @@ func (ep Endpoints) withDefaults() Endpoints {
 // Validator checks keys live against the providers. It is safe for concurrent use.
 type Validator struct {
 	client  *http.Client
-	ep      Endpoints
+	azure   *http.Client // guarded: user-chosen endpoints (azure.Guard)
+	reg     *Registry
 	timeout time.Duration
 }
 
 // NewValidator returns a Validator. A nil client means a new default client;
 // timeout 0 means DefaultTimeout. Redirects are never followed (a redirect
 // could carry the key to another host); a 3xx is reported as unchecked.
+// Azure endpoints are reached through an azure.Guard client built on the
+// client's transport (its TLS settings kept), whatever client is given.
 func NewValidator(client *http.Client, ep Endpoints, timeout time.Duration) *Validator {
 	var c http.Client
 	if client != nil {
@@ -112,59 +151,126 @@ func NewValidator(client *http.Client, ep Endpoints, timeout time.Duration) *Val
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Validator{client: &c, ep: ep.withDefaults(), timeout: timeout}
+	ep = ep.withDefaults()
+	base, _ := c.Transport.(*http.Transport)
+	guard := &azure.Guard{Suffixes: ep.AzureSuffixes}
+	return &Validator{client: &c, azure: guard.Client(base, 0), reg: NewRegistry(ep), timeout: timeout}
 }
 
-// Validate checks apiKey with provider p: OpenAI GET {base}/models, Anthropic
-// GET {base}/v1/models. It never returns or logs the key.
+// Validate checks apiKey with provider p (OpenAI GET {base}/models,
+// Anthropic GET {base}/v1/models, Google GET /v1beta/models, Mistral GET
+// /models, Cohere POST /v1/check-api-key). Azure needs an endpoint: use
+// ValidateCredential. It never returns or logs the key.
 func (v *Validator) Validate(ctx context.Context, p Name, apiKey string) Result {
-	if !IsSupported(p) {
+	return v.ValidateCredential(ctx, p, schema.Credential{Key: apiKey})
+}
+
+// ValidateCredential is Validate with a full credential (Azure's endpoint,
+// api_version and deployments); an empty BaseURL means p's configured one.
+func (v *Validator) ValidateCredential(ctx context.Context, p Name, cred schema.Credential) Result {
+	a, ok := v.reg.Adapter(p)
+	if !ok || !IsKnown(p) {
 		return Result{Status: StatusUnchecked, Reason: ReasonUnsupported}
 	}
-	if CheckFormat(p, apiKey) != nil {
+	if CheckFormat(p, cred.Key) != nil {
 		return Result{Status: StatusInvalid, Reason: ReasonInvalidFormat}
+	}
+	client := v.client
+	if p == AzureOpenAI {
+		client = v.azure
+		if cred.BaseURL == "" {
+			return Result{Status: StatusUnchecked, Reason: ReasonRequestError, Detail: "an Azure OpenAI key needs its endpoint"}
+		}
+	} else if cred.BaseURL == "" {
+		cred.BaseURL = v.reg.Credential(p, "").BaseURL
 	}
 	tctx, cancel := context.WithTimeout(ctx, v.timeout)
 	defer cancel()
 
-	var url string
-	switch p {
-	case OpenAI:
-		url = v.ep.OpenAI + "/models"
-	case Anthropic:
-		url = v.ep.Anthropic + "/v1/models"
-	}
-	req, err := http.NewRequestWithContext(tctx, http.MethodGet, url, nil)
+	req, err := a.ValidationRequest(tctx, cred)
 	if err != nil {
+		var fe *schema.FeatureError
+		if errors.As(err, &fe) {
+			return Result{Status: StatusUnchecked, Reason: ReasonRequestError, Detail: fe.Error()}
+		}
+		if errors.Is(err, azure.ErrEndpoint) {
+			return Result{Status: StatusUnchecked, Reason: ReasonRequestError, Detail: err.Error()}
+		}
 		return Result{Status: StatusUnchecked, Reason: ReasonUnavailable}
 	}
-	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "byok-validator/1")
-	switch p {
-	case OpenAI:
-		req.Header.Set("Authorization", "Bearer "+apiKey)
-	case Anthropic:
-		req.Header.Set("x-api-key", apiKey)
-		req.Header.Set("anthropic-version", AnthropicVersion)
-	}
 
-	resp, err := v.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return Result{Status: StatusUnchecked, Reason: transportReason(ctx, tctx, err)}
+		if errors.Is(err, azure.ErrEndpoint) {
+			return Result{Status: StatusUnchecked, Reason: ReasonRequestError, Detail: "the endpoint was refused: " + scrubDetail(err)}
+		}
+		return Result{Status: StatusUnchecked, Reason: transportReason(ctx, tctx, err), Detail: "the network failed, not the key: " + networkCause(err)}
 	}
 	defer resp.Body.Close()
 
 	var body []byte
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		// A read error leaves a partial body; ClassifyHTTP then falls back to
-		// the status alone.
+	if resp.StatusCode < 200 || resp.StatusCode > 299 || p == Cohere {
+		// A read error leaves a partial body; classification then falls
+		// back to the status alone. (Cohere's 200 can say valid:false.)
 		body, _ = io.ReadAll(io.LimitReader(resp.Body, MaxErrorBodyLen))
 	} else {
 		// Drain a little so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxErrorBodyLen))
 	}
-	st, reason := ClassifyHTTP(p, resp.StatusCode, body)
-	return Result{Status: st, Reason: reason, HTTPStatus: resp.StatusCode}
+	if p == OpenAI || p == Anthropic {
+		st, reason := ClassifyHTTP(p, resp.StatusCode, body)
+		return Result{Status: st, Reason: reason, HTTPStatus: resp.StatusCode, Detail: forbiddenDetail(a, resp, body, reason)}
+	}
+	vd := a.ClassifyValidation(resp.StatusCode, resp.Header, body)
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		vd.Status, vd.Reason = StatusUnchecked, ReasonUnexpected
+	}
+	return Result{Status: vd.Status, Reason: vd.Reason, HTTPStatus: resp.StatusCode, Detail: clipDetail(vd.Detail, cred.Key)}
+}
+
+func forbiddenDetail(a Adapter, resp *http.Response, body []byte, r Reason) string {
+	if r != ReasonForbidden {
+		return ""
+	}
+	return a.Classify(resp.StatusCode, resp.Header, body).Detail
+}
+
+// clipDetail bounds a provider's explanation and removes the key from it.
+func clipDetail(d, key string) string {
+	if key != "" {
+		d = strings.ReplaceAll(d, key, Hint(key))
+	}
+	if len(d) > 500 {
+		d = d[:500] + "..."
+	}
+	return d
+}
+
+// networkCause names a transport failure's kind without its text (which
+// can carry host names or addresses we need not echo).
+func networkCause(err error) string {
+	var dns *net.DNSError
+	var op *net.OpError
+	switch {
+	case errors.As(err, &dns):
+		return "DNS lookup failed"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:"):
+		return "TLS handshake failed"
+	case errors.As(err, &op) && op.Op == "dial":
+		return "connection refused"
+	}
+	return "connection failed"
+}
+
+func scrubDetail(err error) string {
+	s := err.Error()
+	if i := strings.Index(s, azure.ErrEndpoint.Error()); i >= 0 {
+		s = s[i:]
+	}
+	return s
 }
 
 func transportReason(parent, tctx context.Context, err error) Reason {
