@@ -479,3 +479,35 @@ func TestUsageWriteAfterClientHasAnswer(t *testing.T) {
 		t.Fatal("the usage write began before the client had the whole answer")
 	}
 }
+
+// A credits request that names no output cap is reserved for the default cap,
+// so that cap is what the provider is sent: the platform never delivers more
+// than it reserved. A BYOK request is sent as the client wrote it.
+func TestCreditsRouteSendsTheReservedCap(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setTier("cap", "free")
+	e.grant("cap", 1_000_000)
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}`
+	if r := e.do("POST", "/v1/chat/completions", e.token("cap", ""), body); r.Status != 200 {
+		t.Fatalf("credits: %d %s", r.Status, r.Body)
+	}
+	var sent struct {
+		MaxTokens           *int64 `json:"max_tokens"`
+		MaxCompletionTokens *int64 `json:"max_completion_tokens"`
+	}
+	if err := json.Unmarshal(e.fake.LastRequest().Body, &sent); err != nil {
+		t.Fatal(err)
+	}
+	if sent.MaxTokens != nil || sent.MaxCompletionTokens == nil || *sent.MaxCompletionTokens != credits.DefaultMaxOutputTokens {
+		t.Fatalf("credits route sent caps %v / %v, want max_completion_tokens %d", sent.MaxTokens, sent.MaxCompletionTokens, credits.DefaultMaxOutputTokens)
+	}
+	// BYOK: the user's own key, the request as written.
+	e.setTier("own", "premium")
+	e.saveKey("own", "openai", openAIKey(t))
+	if r := e.do("POST", "/v1/chat/completions", e.token("own", ""), body); r.Status != 200 || r.Header.Get("X-Byok-Route") != "byok" {
+		t.Fatalf("byok: %d %s", r.Status, r.Body)
+	}
+	if b := e.fake.LastRequest().Body; strings.Contains(string(b), "max_completion_tokens") || strings.Contains(string(b), "max_tokens") {
+		t.Fatalf("BYOK request was given a cap: %s", b)
+	}
+}

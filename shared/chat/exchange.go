@@ -285,7 +285,11 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 			_ = x.Ledger.Release(rctx, c.userID, c.ledgerID, reserved, nil)
 		}
 	}()
+	// What was reserved is what is sent: a request with no output cap gets
+	// the default cap it was reserved for (the BYOK route sends it as written).
+	c.req.SendCap = credits.DefaultMaxOutputTokens
 	out := c.attempt(ctx, key)
+	c.req.SendCap = 0
 	finished = true
 	bg, cancel := x.detached(ctx)
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"strconv"
 
 	"github.com/synthstack/byok/shared/apperr"
 )
@@ -47,6 +48,10 @@ type apiRequest struct {
 	Stream        bool
 	IncludeUsage  bool  // the client asked for the OpenAI usage chunk
 	MaxTokens     int64 // the output cap asked for (0: none given)
+	// SendCap, when set and the client named no cap, is sent as
+	// max_completion_tokens: the credits route reserves for a default cap,
+	// so that cap is what the provider gets (docs/api.md, credits).
+	SendCap int64
 	// Choices is how many answers the request asks for (n, best_of; 1 if
 	// neither): the reservation covers each.
 	Choices int64
@@ -239,6 +244,9 @@ func (r *apiRequest) openAIBody() []byte {
 	set := make([]jsonMember, 0, 2)
 	if r.UpstreamModel != r.Model {
 		set = append(set, jsonMember{name: "model", value: jsonString(r.UpstreamModel)})
+	}
+	if r.Op == opChat && r.MaxTokens == 0 && r.SendCap > 0 {
+		set = append(set, jsonMember{name: "max_completion_tokens", value: strconv.AppendInt(nil, r.SendCap, 10)})
 	}
 	if r.Op == opChat && r.Stream && !r.IncludeUsage {
 		so := jsonObject{}
