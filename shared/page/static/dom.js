@@ -75,7 +75,9 @@ export function confirmAction(title, text, okLabel) {
     };
     const onOK = () => done(true);
     const onCancel = () => done(false);
-    const onClose = () => done(false);
+    // A close event queued by an earlier dialog may arrive after this one
+    // opened: only a dialog that is really closed (Escape) answers "no".
+    const onClose = () => { if (!d.open) done(false); };
     ok.addEventListener('click', onOK);
     cancel.addEventListener('click', onCancel);
     d.addEventListener('close', onClose);

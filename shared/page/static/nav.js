@@ -5,6 +5,14 @@ import { el } from './dom.js';
 // start takes the token and fills the navigation; it returns the token's
 // claims (for display only) or null when there is no token.
 export function start(current) {
+  // A new #token=... on an open page (same-document navigation) signs in
+  // afresh: take it and reload, so nothing of the old session stays.
+  window.addEventListener('hashchange', () => {
+    if (new URLSearchParams(location.hash.slice(1)).has('token')) {
+      takeToken();
+      location.reload();
+    }
+  });
   const token = takeToken();
   const nav = document.getElementById('nav');
   const c = claims();
