@@ -1,5 +1,5 @@
 // Small DOM helpers. Everything from the API goes in as text nodes or
-// attributes: the page never uses innerHTML.
+// attributes: the page never parses HTML from strings.
 export function el(tag, attrs = {}, ...children) {
   const n = document.createElement(tag);
   setAttrs(n, attrs);
