@@ -8,7 +8,7 @@ export PATH := $(TOOLS):$(PATH)
 FUNCTIONS := keys validate admin chat usage revalidator
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w -buildid='
 
-.PHONY: run test test-localstack tools token bench fuzz build lint rewrap clean \
+.PHONY: run test test-localstack tools token bench fuzz build lint rewrap clean screenshots \
 	$(addprefix build-,KeysFunction ValidateFunction AdminFunction ChatFunction UsageFunction RevalidatorFunction)
 
 ## run: start moto_server, the tables and topic, and the dev server on :8080
@@ -33,6 +33,11 @@ $(TOOLS)/aws-lambda-rie:
 ## token: mint a dev token, e.g. make token USER=alice ROLE=admin
 token:
 	@$(GO) run ./infra/token -user "$(USER)" $(if $(ROLE),-role "$(ROLE)")
+
+## screenshots: the settings page's states as PNGs in docs/screenshots (headless chromium, its own moto_server)
+screenshots:
+	@command -v chromium >/dev/null || { echo "make screenshots: 'chromium' not found; apt-get install -y chromium"; exit 1; }
+	$(GO) test -count=1 -run 'TestSettingsPageJourney' ./shared/app/ -args -screenshots=$(CURDIR)/docs/screenshots
 
 ## rewrap: re-wrap every stored key under the current wrapping key
 rewrap:

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/synthstack/byok/shared/app"
 	"github.com/synthstack/byok/shared/fakeprovider"
 )
 
@@ -588,4 +591,28 @@ func TestSettingsPageTokenNotInRequests(t *testing.T) {
 		t.Fatal("a request carried the fragment")
 	}
 	b.checkClean()
+}
+
+// TestSettingsPageServedPublicly: the keys function serves the page without
+// a token (the token is in the fragment, which browsers never send), behind
+// the same request-id middleware, while its API still demands the token.
+func TestSettingsPageServedPublicly(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, p := range []string{"/settings/", "/settings/org/", "/settings/admin/", "/settings/static/api.js"} {
+		resp, err := http.Get(e.srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("Content-Security-Policy") == "" {
+			t.Fatalf("%s: %d, request id %q, CSP %q", p, resp.StatusCode, resp.Header.Get("X-Request-Id"), resp.Header.Get("Content-Security-Policy"))
+		}
+	}
+	if r := e.do("GET", "/v1/keys", "", nil); r.Status != 401 {
+		t.Fatalf("GET /v1/keys without a token: %d", r.Status)
+	}
+	h := app.Routes()["keys"]
+	if !slices.Contains(h, "GET /settings/{$}") {
+		t.Fatalf("keys routes %v lack the settings page", h)
+	}
 }
