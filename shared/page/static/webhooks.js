@@ -39,9 +39,9 @@ function render(section, base, hooks) {
 function hook(h, base, reload) {
   const deliveries = el('div', { class: 'deliveries', 'aria-live': 'polite' });
   const err = el('p', { class: 'error', hidden: true });
-  const state = h.disabled || h.enabled === false ? 'disabled' : 'active';
+  const state = h.status === 'disabled' || h.disabled_at || h.enabled === false ? 'disabled' : 'active';
   return el('li', { class: 'hook', 'data-id': h.id },
-    el('p', {}, el('code', {}, h.url), ' ', el('span', { class: 'chip ' + (state === 'active' ? 'chip-valid' : 'chip-invalid') }, state === 'active' ? 'Active' : 'Disabled')),
+    el('p', {}, el('code', {}, h.url), h.secret_hint ? el('span', { class: 'muted' }, ' secret ', h.secret_hint) : null, ' ', el('span', { class: 'chip ' + (state === 'active' ? 'chip-valid' : 'chip-invalid') }, state === 'active' ? 'Active' : 'Disabled')),
     el('p', { class: 'muted' }, 'Events: ', (h.events || []).join(', ') || 'all'),
     el('div', { class: 'actions' },
       el('button', { type: 'button', onclick: (ev) => busy(ev.currentTarget, async () => {
@@ -81,7 +81,7 @@ async function showDeliveries(node, base, id, err) {
         el('thead', {}, el('tr', {}, ['Time', 'Event', 'Status', 'Latency', 'Attempt'].map((t) => el('th', { scope: 'col' }, t)))),
         el('tbody', {}, rows.map((d) => el('tr', {},
           el('td', {}, fmtTime(d.at || d.time || d.attempted_at)), el('td', {}, d.event_type || d.event || ''),
-          el('td', {}, d.status ? String(d.status) : (d.error || 'no answer')),
+          el('td', {}, [d.http_status || d.status || '', d.result || '', d.error || ''].filter(Boolean).join(' · ') || 'no answer'),
           el('td', {}, d.latency_ms !== undefined ? fmtInt(Math.round(d.latency_ms)) + ' ms' : ''),
           el('td', {}, String(d.attempt ?? ''))))))
       : el('p', { class: 'muted' }, 'No deliveries yet.'));
