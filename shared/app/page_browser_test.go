@@ -261,6 +261,23 @@ func (b *tab) assertSecret(token string, keys ...string) {
 	}
 }
 
+// contrastJS lists visible text elements whose colour against their
+// (nearest opaque) background is below WCAG AA's 4.5:1.
+const contrastJS = `(() => {
+  const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }; return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const bg = (el) => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor); if (c.length === 3 || c[3] > 0.9) return c.slice(0, 3); } return [255, 255, 255]; };
+  const out = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (!el.offsetParent || ![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    if (el.closest('svg') || el.disabled) continue;
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(bg(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) out.push(el.tagName + '.' + el.className + ' ' + ratio.toFixed(2) + ' "' + el.textContent.trim().slice(0, 30) + '"');
+  }
+  return out;
+})()`
+
 // orgToken mints a token naming an org and a role in it (auth.Mint has no
 // org claims).
 func (e *testEnv) orgToken(user, org, role string) string {
@@ -308,6 +325,7 @@ func TestSettingsPageJourney(t *testing.T) {
 	bad := anthropicKey(t) // unknown to the fake: 401 → invalid/unauthorized
 	e.fake.SetKey(good, fakeprovider.OK())
 	base := e.srv.URL
+	const openaiSaveSel = `[data-provider="openai"] form.save button[type="submit"]`
 
 	// Without a token the page says how to sign in and calls nothing.
 	b.open(base + "/settings/")
@@ -346,6 +364,19 @@ func TestSettingsPageJourney(t *testing.T) {
 	if unlabelled := evalAs[[]string](b, `[...document.querySelectorAll('input, select')].filter((i) => !(i.labels && i.labels.length) && !i.getAttribute('aria-label')).map((i) => i.name)`); len(unlabelled) > 0 {
 		t.Fatalf("inputs without a label: %v", unlabelled)
 	}
+	// Keyboard: the first Tab reaches the skip link; a focused control
+	// shows a visible outline; text has AA contrast (4.5:1).
+	b.do(chromedp.KeyEvent("\t"))
+	if got := evalAs[string](b, `document.activeElement.className + ' ' + getComputedStyle(document.activeElement).left`); !strings.HasPrefix(got, "skip ") || strings.HasPrefix(got, "skip -") {
+		t.Fatalf("first Tab focuses %q, want the visible skip link", got)
+	}
+	b.do(chromedp.Focus(chromedp.CSS(openaiSaveSel)), chromedp.KeyEvent("\t"), chromedp.KeyEvent("\t", chromedp.KeyModifiers(chromedp.ModifierShift)))
+	if got := evalAs[string](b, `document.activeElement.matches(':focus-visible') ? getComputedStyle(document.activeElement).outlineStyle : 'not focus-visible'`); got != "solid" {
+		t.Fatalf("keyboard focus outline = %q, want solid", got)
+	}
+	if low := evalAs[[]string](b, contrastJS); len(low) > 0 {
+		t.Fatalf("text below 4.5:1 contrast: %v", low)
+	}
 	// Webhooks show only when the server has them.
 	whHidden := evalAs[bool](b, `document.getElementById('webhooks').hidden`)
 	if has := e.do("GET", "/v1/webhooks", alice, nil).Status != 404; has == whHidden {
@@ -355,7 +386,7 @@ func TestSettingsPageJourney(t *testing.T) {
 
 	// A key of the wrong format: the API's message next to the key field.
 	openaiInput := `[data-provider="openai"] input[name="api_key"]`
-	openaiSave := chromedp.CSS(`[data-provider="openai"] form.save button[type="submit"]`)
+	openaiSave := chromedp.CSS(openaiSaveSel)
 	b.do(chromedp.SendKeys(chromedp.CSS(openaiInput), "not-a-key-at-all"), chromedp.Click(openaiSave))
 	b.waitFor("the format error", `document.querySelector('[data-provider="openai"] form.save .field-error:not([hidden])') !== null`)
 	errText := b.text(`[data-provider="openai"] form.save .field-error:not([hidden])`)
