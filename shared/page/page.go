@@ -28,6 +28,9 @@ const (
 	OrgPattern    = "GET /settings/org/{$}"
 	AdminPattern  = "GET /settings/admin/{$}"
 	StaticPattern = "GET /settings/static/{file}"
+	// BarePattern sends /settings (typed without the slash) to the page,
+	// which would otherwise meet the API's 401.
+	BarePattern = "GET /settings"
 )
 
 // CSP allows only the page's own files: no inline script or style, no
@@ -88,6 +91,11 @@ func Must() *Handler {
 
 // Register adds the page's routes.
 func (h *Handler) Register(mux httpx.Router) {
+	mux.HandleFunc(BarePattern, func(w http.ResponseWriter, r *http.Request) {
+		SetHeaders(w.Header())
+		// Relative, so a stage prefix in front of the path is kept.
+		http.Redirect(w, r, "settings/", http.StatusPermanentRedirect)
+	})
 	mux.Handle(UserPattern, h.file("index.html"))
 	mux.Handle(OrgPattern, h.file("org.html"))
 	mux.Handle(AdminPattern, h.file("admin.html"))

@@ -85,6 +85,15 @@ func TestHeaders(t *testing.T) {
 			t.Errorf("%s: 404 without the page's headers", p)
 		}
 	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(s.URL + "/settings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc, _ := resp.Location(); resp.StatusCode != http.StatusPermanentRedirect || loc == nil || loc.Path != "/settings/" {
+		t.Errorf("GET /settings: %d to %v, want 308 to /settings/", resp.StatusCode, loc)
+	}
 	if resp := get(t, s, "POST", "/settings/"); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /settings/: %d, want 405", resp.StatusCode)
 	}
