@@ -648,3 +648,52 @@ func TestSettingsPageServedPublicly(t *testing.T) {
 		t.Fatalf("keys routes %v lack the settings page", h)
 	}
 }
+
+// TestSettingsPageRendersEntries renders the cards from a GET /v1/keys body
+// of the several-keys shape (entries with label, priority, models) and for
+// azure_openai, which the API on this branch does not produce yet, and
+// checks that every reason code the validator gives has a sentence.
+func TestSettingsPageRendersEntries(t *testing.T) {
+	e := newEnv(t, nil)
+	b := newTab(t)
+	b.open(e.srv.URL + "/settings/") // signed out: no API call, an empty page to render into
+	body := `[
+	  {"provider": "openai", "configured": true, "status": "valid", "hint": "sk-...aaaaaaa", "entries": [
+	    {"key_id": "k1", "label": "prod", "priority": 0, "models": ["gpt-4o*"], "status": "valid", "reason": null, "hint": "sk-...aaaaaaa", "validated_at": "2026-11-30T10:00:00Z", "last_used_at": "2026-11-30T11:00:00Z", "stale": false, "scope": "user"},
+	    {"key_id": "k2", "label": "backup", "priority": 5, "models": [], "status": "invalid", "reason": "quota_exceeded", "hint": "sk-...bbbbbbb", "validated_at": null, "last_used_at": null, "stale": true, "scope": "org"}]},
+	  {"provider": "azure_openai", "configured": false, "entries": []},
+	  {"provider": "google", "configured": false}]`
+	b.do(chromedp.Evaluate[chromedp.Void](`import('/settings/static/cards.js').then((m) => { m.renderCards(document.getElementById('cards'), ` + body + `, {base: '/v1/keys', reload: async () => {}}); document.body.dataset.rendered = '1'; })`))
+	b.waitFor("the rendered cards", `document.body.dataset.rendered === '1'`)
+	if got := evalAs[[]string](b, `[...document.querySelectorAll('[data-provider="openai"] li.entry')].map((li) => li.dataset.keyId + ':' + li.querySelector('strong').innerText)`); strings.Join(got, ",") != "k1:prod,k2:backup" {
+		t.Fatalf("entries = %v", got)
+	}
+	openai := b.text(`[data-provider="openai"]`)
+	for _, want := range []string{"gpt-4o*", "all models", "Priority", "used up its quota", "Unused for 90 days", "org key", "Test prod", "Remove backup", "Remove all", "Add OpenAI key"} {
+		if !strings.Contains(openai, want) {
+			t.Errorf("openai card lacks %q:\n%s", want, openai)
+		}
+	}
+	for _, name := range []string{"label", "priority", "models"} {
+		if !evalAs[bool](b, `!!document.querySelector('[data-provider="openai"] form.save input[name="`+name+`"]')`) {
+			t.Errorf("the add form lacks %s", name)
+		}
+	}
+	for _, name := range []string{"api_key", "endpoint", "api_version", "deployments"} {
+		if !evalAs[bool](b, `!!document.querySelector('[data-provider="azure_openai"] form.save input[name="`+name+`"]')`) {
+			t.Errorf("the Azure form lacks %s", name)
+		}
+	}
+	if got := b.text(`[data-provider="google"] h3`); got != "Google Gemini" {
+		t.Errorf("google card title = %q", got)
+	}
+	codes := []string{"unauthorized", "no_billing", "quota_exceeded", "forbidden", "invalid_format", "provider_unreachable",
+		"provider_unavailable", "timeout", "rate_limited", "request_error", "unexpected_status", "canceled", "unsupported_provider"}
+	raw, _ := json.Marshal(codes)
+	b.do(chromedp.Evaluate[chromedp.Void](`import('/settings/static/format.js').then((m) => { window.__missing = ` + string(raw) + `.filter((c) => !m.REASONS[c]); })`))
+	b.waitFor("the reason check", `Array.isArray(window.__missing)`)
+	if missing := evalAs[[]string](b, `window.__missing`); len(missing) > 0 {
+		t.Fatalf("reason codes without a sentence: %v", missing)
+	}
+	b.checkClean()
+}
