@@ -8,7 +8,7 @@ export PATH := $(TOOLS):$(PATH)
 FUNCTIONS := keys validate admin chat usage revalidator
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w -buildid='
 
-.PHONY: run test test-localstack tools token bench fuzz build lint rewrap clean screenshots \
+.PHONY: run test test-localstack tools token bench fuzz build lint rewrap clean \
 	$(addprefix build-,KeysFunction ValidateFunction AdminFunction ChatFunction UsageFunction RevalidatorFunction)
 
 ## run: start moto_server, the tables and topic, and the dev server on :8080
@@ -34,6 +34,7 @@ $(TOOLS)/aws-lambda-rie:
 token:
 	@$(GO) run ./infra/token -user "$(USER)" $(if $(ROLE),-role "$(ROLE)")
 
+.PHONY: screenshots
 ## screenshots: the settings page's states as PNGs in docs/screenshots (headless chromium, its own moto_server)
 screenshots:
 	@command -v chromium >/dev/null || { echo "make screenshots: 'chromium' not found; apt-get install -y chromium"; exit 1; }

@@ -237,8 +237,8 @@ func Functions() []string { return []string{FnKeys, FnValidate, FnAdmin, FnChat,
 func (a *App) register(mux, public httpx.Router, names ...string) {
 	has := func(n string) bool { return len(names) == 0 || slices.Contains(names, n) }
 	if has(FnKeys) {
-		a.Keys.RegisterKeys(mux)
 		page.Must().Register(public)
+		a.Keys.RegisterKeys(mux)
 	}
 	if has(FnValidate) {
 		a.Keys.RegisterValidate(mux)
