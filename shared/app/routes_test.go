@@ -12,4 +12,3 @@ func TestRoutesListed(t *testing.T) {
 		t.Fatalf("routes: %v", r)
 	}
 }
-
