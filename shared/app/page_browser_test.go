@@ -564,7 +564,8 @@ func TestSettingsPageJourney(t *testing.T) {
 	}
 	e.setTier("alice", "free")
 	b.open(base + "/settings/")
-	if got := b.text("#banner"); !strings.Contains(got, "Action Required") || !strings.Contains(got, "Free") || !strings.Contains(got, "BYOK only") {
+	if got := b.text("#banner"); !strings.Contains(got, "Action Required") || !strings.Contains(got, "Free") || !strings.Contains(got, "BYOK only") ||
+		strings.Contains(got, "use internal credits") { // byok_only never uses them
 		t.Fatalf("banner in byok_only on the free tier = %q", got)
 	}
 	b.shot("11-banner-action-required")

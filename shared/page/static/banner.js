@@ -13,10 +13,12 @@ const TIERS = { free: 'Free', starter: 'Starter', premium: 'Premium', lifetime: 
 // reasons explains the banner in sentences.
 export function bannerReasons(r) {
   const out = [];
+  // In byok_only the platform's keys are never used, so there is no "instead".
+  const credits = r.mode === 'byok_only' ? '.' : '; requests use internal credits.';
   if (!r.byok_enabled) {
-    out.push('BYOK is turned off by the platform\'s administrator, so your own keys are not used; requests use internal credits.');
+    out.push('BYOK is turned off by the platform\'s administrator, so your own keys are not used' + credits);
   } else if (!r.byok_eligible) {
-    out.push(`Your plan (${TIERS[r.tier] || r.tier || 'unknown'}) does not include BYOK; it comes with the Premium and Lifetime plans. Your requests use internal credits.`);
+    out.push(`Your plan (${TIERS[r.tier] || r.tier || 'unknown'}) does not include BYOK; it comes with the Premium and Lifetime plans, so your own keys are not used` + credits);
   }
   if (r.banner === 'action_required') {
     if (r.mode === 'byok_only') {
