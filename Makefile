@@ -34,6 +34,12 @@ $(TOOLS)/aws-lambda-rie:
 token:
 	@$(GO) run ./infra/token -user "$(USER)" $(if $(ROLE),-role "$(ROLE)") $(if $(ORG),-org "$(ORG)") $(if $(PROJECT),-project "$(PROJECT)") $(if $(ORG_ROLE),-org-role "$(ORG_ROLE)")
 
+.PHONY: screenshots
+## screenshots: the settings page's states as PNGs in docs/screenshots (headless chromium, its own moto_server)
+screenshots:
+	@command -v chromium >/dev/null || { echo "make screenshots: 'chromium' not found; apt-get install -y chromium"; exit 1; }
+	$(GO) test -count=1 -run 'TestSettingsPageJourney' ./shared/app/ -args -screenshots=$(CURDIR)/docs/screenshots
+
 ## rewrap: re-wrap every stored key under the current wrapping key
 rewrap:
 	$(GO) run ./infra/rewrap

@@ -49,6 +49,8 @@ cat <<MSG
 byok dev server: http://127.0.0.1:$PORT   (Ctrl-C stops everything)
 dev token for alice (premium):  $token
 admin token:                    $admin
+API Keys page (alice):          http://127.0.0.1:$PORT/settings/#token=$token
+admin page:                     http://127.0.0.1:$PORT/settings/admin/#token=$admin
 try:
   curl -s http://127.0.0.1:$PORT/v1/keys -H "Authorization: Bearer $token"
   curl -s -X PUT http://127.0.0.1:$PORT/v1/keys/openai -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"api_key":"sk-..."}'

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 need() { command -v "$1" >/dev/null 2>&1 || { echo "make test: '$1' not found. $2" >&2; exit 1; }; }
 need go "Install Go 1.26 from https://go.dev/dl/."
 need aws-lambda-rie "Run 'make tools' (installs it with go install into bin/tools)."
+need chromium "Install Debian's chromium (apt-get install -y chromium): the settings page's browser tests drive it."
 
 started=""
 if [[ -z "${AWS_ENDPOINT_URL:-}" ]]; then

@@ -28,6 +28,7 @@ import (
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/keys"
+	"github.com/synthstack/byok/shared/page"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/ratelimit"
 	"github.com/synthstack/byok/shared/routing"
@@ -235,10 +236,12 @@ const (
 // Functions lists every HTTP-serving function.
 func Functions() []string { return []string{FnKeys, FnValidate, FnAdmin, FnChat, FnUsage} }
 
-// register adds the routes of the named functions (all when names is empty).
-func (a *App) register(mux httpx.Router, names ...string) {
+// register adds the routes of the named functions (all when names is empty);
+// public gets the routes served without a token (the settings page's files).
+func (a *App) register(mux, public httpx.Router, names ...string) {
 	has := func(n string) bool { return len(names) == 0 || slices.Contains(names, n) }
 	if has(FnKeys) {
+		page.Must().Register(public)
 		a.Keys.RegisterKeys(mux)
 	}
 	if has(FnValidate) {
@@ -263,7 +266,7 @@ func Routes() map[string][]string {
 	out := map[string][]string{}
 	for _, fn := range Functions() {
 		rec := &httpx.RouteRecorder{}
-		a.register(rec, fn)
+		a.register(rec, rec, fn)
 		out[fn] = rec.Patterns
 	}
 	return out
@@ -278,14 +281,16 @@ func (a *App) Handler(names ...string) http.Handler {
 		a.Log.Error("key encryption is not configured; saving and using keys is refused until it is", "err", a.VaultErr.Error())
 	}
 	mux := http.NewServeMux()
-	a.register(mux, names...)
+	public := http.NewServeMux() // the page carries no data; its API calls are authenticated
+	a.register(mux, public, names...)
 	mux.Handle("/", httpx.NotFoundHandler())
 	if a.Verifier == nil { // wired with NoVerifier: serve nothing rather than unverified requests
 		return httpx.Middleware(a.Log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			httpx.WriteError(w, r, apperr.New(apperr.ServiceUnavailable, "this function has no token verifier configured"))
 		}))
 	}
-	return httpx.Middleware(a.Log, a.Verifier.Middleware(mux))
+	public.Handle("/", a.Verifier.Middleware(mux))
+	return httpx.Middleware(a.Log, public)
 }
 
 // Getenv returns os.Getenv with s trimmed; a convenience for mains.
