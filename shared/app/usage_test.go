@@ -673,10 +673,13 @@ func TestUsageExportBoundedMemory(t *testing.T) {
 	if inuse >= inuseBound {
 		t.Fatalf("HeapInuse grew by %.1f MiB during the export, bound %d MiB", mib(inuse), inuseBound>>20)
 	}
-	// From 10% to 100% of the rows the export grows by 90% of its size; the
-	// live heap must grow by less than half that (holding those rows, even
-	// as CSV text, would take all of it) and less than 2 MiB.
-	lateBound := min(2<<20, int64(float64(counted.n)*0.9/2))
+	// From 10% to 100% of the rows the export grows by 90% of its size;
+	// holding those rows, even as CSV text, would take all of it (as decoded
+	// items, several times that). The live heap must grow by less than 85% of
+	// it and less than 4 MiB: the margin is for what a GC on a loaded machine
+	// finds in flight (SDK response buffers, other goroutines), which made a
+	// tighter bound fail without any change to the export.
+	lateBound := min(4<<20, int64(float64(counted.n)*0.9*0.85))
 	if late := live - liveEarly; late >= lateBound {
 		t.Fatalf("live heap grew by %.1f MiB over the last 90%% of the export (%.1f MiB of CSV), bound %.1f MiB",
 			mib(late), mib(counted.n)*0.9, mib(lateBound))
