@@ -298,7 +298,7 @@ func (s *Store) MarkFailing(ctx context.Context, owner, id string, now time.Time
 		UpdateExpression:          aws.String("SET failing_since = if_not_exists(failing_since, :now)"),
 		ConditionExpression:       aws.String("attribute_exists(pk)"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":now": store.S(now.UTC().Format(time.RFC3339Nano))},
-		ReturnValues:              types.ReturnValueUpdatedNew,
+		ReturnValues:              types.ReturnValueAllNew,
 	})
 	if isConditionFailed(err) {
 		return now, nil // deleted meanwhile
