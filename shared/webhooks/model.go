@@ -133,7 +133,6 @@ type Created struct {
 	Secret string `json:"secret"`
 }
 
-
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
