@@ -911,12 +911,14 @@ func TestLeastPrivilege(t *testing.T) {
 			on(key, "kms:Decrypt"),
 			on(topic, "sns:Publish")),
 		// shared/webhooks Consumer: Store.List (Query), Get / Delivered /
-		// GetAccount (GetItem), MarkDelivered / RecordAttempt (PutItem),
+		// GetAccount (GetItem), RecordAttempt (PutItem), RecordDelivered
+		// (BatchWriteItem: the marker and the attempt),
 		// MarkFailing / MarkHealthy / Disable (UpdateItem); vault.Open of the
 		// secret; the disabled notice; the event source mapping's reads and
 		// deletes plus re-queued retries, and exhausted jobs to the DLQ.
 		logicalID(fnWebhooks): slices.Concat(
-			on(table, "dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+			on(table, "dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+				"dynamodb:BatchWriteItem"),
 			on(key, "kms:Decrypt"),
 			on(topic, "sns:Publish"),
 			on("!GetAtt WebhooksQueue.Arn", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/store"
@@ -44,6 +45,9 @@ type Message struct {
 	ID   string
 	Body string
 	Kind string
+	// Receives is SQS's ApproximateReceiveCount (0 when unknown). A first
+	// receive of an event cannot have been delivered before.
+	Receives int
 }
 
 // Queue sends messages (*sqs.Client satisfies it).
@@ -81,7 +85,44 @@ type Consumer struct {
 	DisableAfter time.Duration
 	Now          func() time.Time
 	Concurrency  int
-	Log          *slog.Logger
+	// ListTTL is how long an owner's endpoint list is reused (ListCacheTTL
+	// when 0, negative for never): a burst of events for one owner costs
+	// one Query, and a change shows within that time.
+	ListTTL time.Duration
+	Log     *slog.Logger
+
+	cacheOnce sync.Once
+	cache     *lru.Cache[string, cachedList]
+}
+
+// ListCacheTTL is the default ListTTL.
+const ListCacheTTL = 2 * time.Second
+
+type cachedList struct {
+	eps     []Endpoint
+	expires time.Time
+}
+
+// endpoints returns owner's endpoints, from the short cache when fresh.
+func (c *Consumer) endpoints(ctx context.Context, owner string) ([]Endpoint, error) {
+	ttl := c.ListTTL
+	if ttl == 0 {
+		ttl = ListCacheTTL
+	}
+	if ttl < 0 {
+		return c.Store.List(ctx, owner)
+	}
+	c.cacheOnce.Do(func() { c.cache, _ = lru.New[string, cachedList](10_000) })
+	// Real time, not c.Now: the cache is about storage reads, not the schedule.
+	if e, ok := c.cache.Get(owner); ok && time.Now().Before(e.expires) {
+		return e.eps, nil
+	}
+	eps, err := c.Store.List(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	c.cache.Add(owner, cachedList{eps: eps, expires: time.Now().Add(ttl)})
+	return eps, nil
 }
 
 // job is one pending delivery of one event to one endpoint.
@@ -159,7 +200,7 @@ func (c *Consumer) handle(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
-	eps, err := c.Store.List(ctx, OwnerOf(ev))
+	eps, err := c.endpoints(ctx, OwnerOf(ev))
 	if err != nil {
 		return err
 	}
@@ -169,7 +210,7 @@ func (c *Consumer) handle(ctx context.Context, m Message) error {
 			continue
 		}
 		j := job{Owner: ep.Owner, WebhookID: ep.ID, MsgID: ev.ID, EventType: ev.Type, Attempt: 1, Payload: payload}
-		if err := c.attempt(ctx, ep, j); err != nil {
+		if err := c.attempt(ctx, ep, j, m.Receives == 1); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -203,16 +244,19 @@ func (c *Consumer) handleRetry(ctx context.Context, m Message) error {
 	if ep.Status != StatusActive {
 		return nil
 	}
-	return c.attempt(ctx, ep, j)
+	return c.attempt(ctx, ep, j, false)
 }
 
 // attempt makes one delivery of j and records it. It returns an error only
 // when we failed (storage, vault, queue, cancellation): then the message
-// comes back and nothing was counted against the endpoint.
-func (c *Consumer) attempt(ctx context.Context, ep Endpoint, j job) error {
-	done, err := c.Store.Delivered(ctx, ep.ID, j.MsgID)
-	if err != nil || done {
-		return err
+// comes back and nothing was counted against the endpoint. fresh says the
+// message is on its first receive, so no earlier delivery can exist.
+func (c *Consumer) attempt(ctx context.Context, ep Endpoint, j job, fresh bool) error {
+	if !fresh {
+		done, err := c.Store.Delivered(ctx, ep.ID, j.MsgID)
+		if err != nil || done {
+			return err
+		}
 	}
 	secret, err := c.Opener.Open(ctx, vault.Context{UserID: ep.Owner, Provider: SecretProvider, KeyID: ep.ID}, ep.Ciphertext)
 	if err != nil {
@@ -229,11 +273,8 @@ func (c *Consumer) attempt(ctx context.Context, ep Endpoint, j job) error {
 	log := c.Log.With("webhook_id", ep.ID, "event_id", j.MsgID, "attempt", j.Attempt)
 	if res.OK {
 		a.Result = ResultDelivered
-		if err := c.Store.MarkDelivered(ctx, ep.ID, j.MsgID, now); err != nil {
+		if err := c.Store.RecordDelivered(ctx, a); err != nil {
 			return err
-		}
-		if err := c.Store.RecordAttempt(ctx, a); err != nil {
-			log.Error("attempt not recorded", "err", err.Error())
 		}
 		if ep.FailingSince != nil {
 			if err := c.Store.MarkHealthy(ctx, ep.Owner, ep.ID); err != nil {

@@ -17,6 +17,7 @@ func FromLambda(ev lambdaevents.SQSEvent) []Message {
 	out := make([]Message, 0, len(ev.Records))
 	for _, r := range ev.Records {
 		m := Message{ID: r.MessageId, Body: r.Body}
+		m.Receives, _ = strconv.Atoi(r.Attributes["ApproximateReceiveCount"])
 		if a, ok := r.MessageAttributes[KindAttribute]; ok && a.StringValue != nil {
 			m.Kind = *a.StringValue
 		}
@@ -60,6 +61,7 @@ func (p *Poller) PollOnce(ctx context.Context) (int, error) {
 	out, err := p.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl: aws.String(p.QueueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: p.Wait,
 		VisibilityTimeout: p.Visibility, MessageAttributeNames: []string{"All"},
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
 	})
 	if err != nil {
 		return 0, err
@@ -71,6 +73,7 @@ func (p *Poller) PollOnce(ctx context.Context) (int, error) {
 	receipts := map[string]string{}
 	for _, m := range out.Messages {
 		msg := Message{ID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body)}
+		msg.Receives, _ = strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 		if a, ok := m.MessageAttributes[KindAttribute]; ok {
 			msg.Kind = aws.ToString(a.StringValue)
 		}

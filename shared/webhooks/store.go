@@ -89,6 +89,7 @@ type DB interface {
 	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
 }
 
 // Store keeps endpoints, the attempt log and delivered markers in the main
@@ -226,18 +227,55 @@ func (s *Store) List(ctx context.Context, owner string) ([]Endpoint, error) {
 	return out, nil
 }
 
-// RecordAttempt appends a to the endpoint's attempt log.
-func (s *Store) RecordAttempt(ctx context.Context, a Attempt) error {
+func (s *Store) attemptItem(a Attempt) (map[string]types.AttributeValue, error) {
 	item, err := attributevalue.MarshalMap(a)
 	if err != nil {
-		return fmt.Errorf("encode attempt: %w", err)
+		return nil, fmt.Errorf("encode attempt: %w", err)
 	}
 	item[store.AttrPK] = store.S(pkLogPrefix + a.WebhookID)
 	item[store.AttrSK] = store.S(fmt.Sprintf("%020d#%s#%02d", a.At.UnixNano(), a.EventID, a.Attempt))
 	item[store.AttrEntity] = store.S(EntityDelivery)
 	item[store.AttrTTL] = store.N(a.At.Add(s.LogTTL).Unix())
+	return item, nil
+}
+
+// RecordAttempt appends a to the endpoint's attempt log.
+func (s *Store) RecordAttempt(ctx context.Context, a Attempt) error {
+	item, err := s.attemptItem(a)
+	if err != nil {
+		return err
+	}
 	if _, err := s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.Table), Item: item}); err != nil {
 		return unavailable("record attempt", err)
+	}
+	return nil
+}
+
+// RecordDelivered writes the delivered marker and the successful attempt
+// in one batch (one round trip on the hot path).
+func (s *Store) RecordDelivered(ctx context.Context, a Attempt) error {
+	item, err := s.attemptItem(a)
+	if err != nil {
+		return err
+	}
+	done := doneKey(a.WebhookID, a.EventID)
+	done[store.AttrEntity] = store.S(entityDone)
+	done[store.AttrTTL] = store.N(a.At.Add(s.DoneTTL).Unix())
+	reqs := map[string][]types.WriteRequest{s.Table: {
+		{PutRequest: &types.PutRequest{Item: done}}, {PutRequest: &types.PutRequest{Item: item}},
+	}}
+	for try := 0; len(reqs) > 0; try++ {
+		if try == 5 {
+			return unavailable("record delivery", errors.New("unprocessed items after 5 tries"))
+		}
+		if try > 0 {
+			time.Sleep(time.Duration(try*try) * 20 * time.Millisecond)
+		}
+		out, err := s.DB.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: reqs})
+		if err != nil {
+			return unavailable("record delivery", err)
+		}
+		reqs = out.UnprocessedItems
 	}
 	return nil
 }
@@ -276,17 +314,6 @@ func (s *Store) Delivered(ctx context.Context, webhookID, msgID string) (bool, e
 		return false, unavailable("read delivered marker", err)
 	}
 	return len(out.Item) > 0, nil
-}
-
-// MarkDelivered records that msgID reached the endpoint.
-func (s *Store) MarkDelivered(ctx context.Context, webhookID, msgID string, now time.Time) error {
-	item := doneKey(webhookID, msgID)
-	item[store.AttrEntity] = store.S(entityDone)
-	item[store.AttrTTL] = store.N(now.Add(s.DoneTTL).Unix())
-	if _, err := s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.Table), Item: item}); err != nil {
-		return unavailable("mark delivered", err)
-	}
-	return nil
 }
 
 // MarkFailing notes a failed attempt and returns since when the endpoint

@@ -1,0 +1,158 @@
+package webhooks_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// publishMany publishes n events for user through the topic, 8 at a time.
+func (r *rig) publishMany(user string, n int) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			e := keyInvalid(user)
+			e.Reason = fmt.Sprint("n", i)
+			r.pub.Publish(r.ctx, e)
+		}()
+	}
+	wg.Wait()
+}
+
+// deliverAll runs pollers until the receiver holds n distinct events (or
+// the deadline passes) and returns how long it took.
+func (r *rig) deliverAll(tb testing.TB, rc *receiver, n, pollers int, deadline time.Duration, tick func()) time.Duration {
+	tb.Helper()
+	ctx, stop := context.WithCancel(r.ctx)
+	defer stop()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range pollers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := *r.poller
+			p.Visibility = 30
+			for ctx.Err() == nil {
+				if _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
+					tb.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for {
+		_, ok, _ := rc.snapshot()
+		if len(ok) >= n {
+			break
+		}
+		if time.Since(start) > deadline {
+			tb.Fatalf("%d of %d events delivered after %s", len(ok), n, deadline)
+		}
+		if tick != nil {
+			tick()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(start)
+	stop()
+	wg.Wait()
+	return took
+}
+
+// checkOnce fails unless every one of n events arrived exactly once.
+func checkOnce(tb testing.TB, rc *receiver, n int) {
+	tb.Helper()
+	_, ok, bad := rc.snapshot()
+	if len(ok) != n || bad != 0 {
+		tb.Fatalf("%d distinct events, %d bad signatures; want %d, 0", len(ok), bad, n)
+	}
+	for id, c := range ok {
+		if c != 1 {
+			tb.Fatalf("%s delivered %d times", id, c)
+		}
+	}
+}
+
+// outage is an endpoint down for the first 5 minutes of (consumer) time;
+// the clock runs at 60× while the test waits.
+func outage(r *rig) (fail func(int) bool, tick func()) {
+	start := r.clock.Now()
+	// A not-yet-due retry waits up to 1 s of real time per SQS hop (60 s of
+	// consumer time), not 15 minutes.
+	r.consumer.MaxDelay = time.Second
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	fail = func(int) bool { return r.clock.Now().Before(start.Add(5 * time.Minute)) }
+	tick = func() {
+		now := time.Now().UnixNano()
+		r.clock.Advance(60 * time.Duration(now-last.Swap(now)))
+	}
+	return fail, tick
+}
+
+// TestOutageNoLoss: events published while the endpoint is down for 5
+// minutes all arrive, each once, after it comes back.
+func TestOutageNoLoss(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	fail, tick := outage(r)
+	rc := newReceiver(t, func(n int) bool { return fail(n) })
+	r.register(rc, "olga")
+	r.publishMany("olga", 50)
+	r.deliverAll(t, rc, 50, 2, 3*time.Minute, tick)
+	checkOnce(t, rc, 50)
+	if calls, _, _ := rc.snapshot(); calls <= 50 {
+		t.Fatalf("%d requests: the outage failed none", calls)
+	}
+}
+
+// BenchmarkWebhooks1000 is the webhooks row of the targets (docs/webhooks.md):
+// 1,000 events from the topic to a local endpoint, through moto's SNS and SQS
+// and DynamoDB, 4 pollers; reports the seconds for all 1,000 (target ≤ 30).
+func BenchmarkWebhooks1000(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		r := newRig(b)
+		rc := newReceiver(b, nil)
+		r.register(rc, "bench")
+		r.publishMany("bench", 1000)
+		b.StartTimer()
+		took := r.deliverAll(b, rc, 1000, 4, 5*time.Minute, nil)
+		b.StopTimer()
+		checkOnce(b, rc, 1000)
+		b.ReportMetric(took.Seconds(), "s/1000events")
+		b.ReportMetric(1000/took.Seconds(), "events/s")
+		b.StartTimer()
+	}
+}
+
+// BenchmarkWebhooksOutage1000: the same 1,000 events while the endpoint
+// fails for its first 5 minutes (consumer clock at 60×); 0 lost, each once.
+func BenchmarkWebhooksOutage1000(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		r := newRig(b)
+		fail, tick := outage(r)
+		rc := newReceiver(b, func(n int) bool { return fail(n) })
+		r.register(rc, "bench")
+		r.publishMany("bench", 1000)
+		b.StartTimer()
+		took := r.deliverAll(b, rc, 1000, 4, 10*time.Minute, tick)
+		b.StopTimer()
+		checkOnce(b, rc, 1000)
+		calls, _, _ := rc.snapshot()
+		b.ReportMetric(took.Seconds(), "s/1000events")
+		b.ReportMetric(float64(calls), "requests")
+		b.ReportMetric(0, "lost")
+		b.StartTimer()
+	}
+}
