@@ -137,21 +137,29 @@ func checkNoLoss(tb testing.TB, rc *receiver, n int) (dups int) {
 	return dups
 }
 
-// outage is an endpoint down for the first 5 minutes of (consumer) time;
-// the clock runs at 60× while the test waits.
-func outage(r *rig) (fail func(int) bool, tick func()) {
+// outage is an endpoint down for the first 5 minutes of consumer time;
+// the consumer's clock runs at 60× real time from now until stop.
+func outage(r *rig) (fail func(int) bool, stop func()) {
 	start := r.clock.Now()
 	// A not-yet-due retry waits up to 1 s of real time per SQS hop (60 s of
 	// consumer time), not 15 minutes.
 	r.consumer.MaxDelay = time.Second
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
-	fail = func(int) bool { return r.clock.Now().Before(start.Add(5 * time.Minute)) }
-	tick = func() {
-		now := time.Now().UnixNano()
-		r.clock.Advance(60 * time.Duration(now-last.Swap(now)))
-	}
-	return fail, tick
+	done := make(chan struct{})
+	go func() {
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			now := time.Now()
+			r.clock.Advance(60 * now.Sub(last))
+			last = now
+		}
+	}()
+	var once sync.Once
+	return func(int) bool { return r.clock.Now().Before(start.Add(5 * time.Minute)) }, func() { once.Do(func() { close(done) }) }
 }
 
 // TestOutageNoLoss: events published while the endpoint is down for 5
@@ -159,11 +167,15 @@ func outage(r *rig) (fail func(int) bool, tick func()) {
 func TestOutageNoLoss(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	fail, tick := outage(r)
-	rc := newReceiver(t, func(n int) bool { return fail(n) })
+	rc := newReceiver(t, func(int) bool { return true })
 	r.register(rc, "olga")
+	fail, stop := outage(r)
+	defer stop()
+	rc.mu.Lock()
+	rc.fail = fail
+	rc.mu.Unlock()
 	r.publishMany("olga", 50)
-	r.deliverAll(t, rc, 50, 2, 3*time.Minute, tick)
+	r.deliverAll(t, rc, 50, 2, 3*time.Minute, nil)
 	checkNoLoss(t, rc, 50)
 	if calls, _, _ := rc.snapshot(); calls <= 50 {
 		t.Fatalf("%d requests: the outage failed none", calls)
@@ -224,17 +236,21 @@ func BenchmarkWebhooksOutage1000(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		r := newRig(b)
-		fail, tick := outage(r)
-		rc := newReceiver(b, func(n int) bool { return fail(n) })
+		rc := newReceiver(b, func(int) bool { return true })
 		r.register(rc, "bench")
 		bs := batches(b, "bench", 1000)
 		b.StartTimer()
+		fail, stop := outage(r)
+		rc.mu.Lock()
+		rc.fail = fail
+		rc.mu.Unlock()
 		start := time.Now()
 		if failed := r.handleAll(bs, 4); failed != 0 {
 			b.Fatalf("%d messages failed", failed)
 		}
-		r.deliverAll(b, rc, 1000, 4, 20*time.Minute, tick)
+		r.deliverAll(b, rc, 1000, 4, 20*time.Minute, nil)
 		took := time.Since(start)
+		stop()
 		b.StopTimer()
 		dups := checkNoLoss(b, rc, 1000)
 		calls, _, _ := rc.snapshot()
