@@ -182,6 +182,11 @@ func Describe(e Event) (subject, text string) {
 		return fmt.Sprintf("Your %s requests fell back to platform credits", e.Provider),
 			fmt.Sprintf("A request with %s failed (%s), so it was served with platform credits instead.", key, e.Reason)
 	case QuotaWarning:
+		if strings.HasPrefix(e.Reason, "rate limit nearly reached") { // the provider's own rate-limit headers
+			return fmt.Sprintf("Your %s API key is close to its rate limit", e.Provider),
+				fmt.Sprintf("The %s answers for %s say its %s. Requests beyond the limit will be refused by %s until the window resets; raise the limit in your %s account or spread requests out.",
+					e.Provider, key, e.Reason, e.Provider, e.Provider)
+		}
 		if e.Hint == "" { // the platform credit balance, not a key
 			return "Your platform credits are running low",
 				fmt.Sprintf("Your platform credits are running low: %s. Add credits, or add your own API keys to keep working without them.", e.Reason)

@@ -238,3 +238,13 @@ func TestPublishMessageStructure(t *testing.T) {
 		t.Fatalf("queue body %q: %v", msgs[0].Body, err)
 	}
 }
+
+func TestDescribeRateLimitWarning(t *testing.T) {
+	t.Parallel()
+	e := sample(events.QuotaWarning)
+	e.Reason = "rate limit nearly reached: 42 of 10000 requests left in the current window"
+	subj, text := events.Describe(e)
+	if !strings.Contains(subj, "rate limit") || !strings.Contains(text, "42 of 10000 requests") || !strings.Contains(text, e.Hint) || strings.Contains(subj, "out of quota") {
+		t.Fatalf("subject %q text %q", subj, text)
+	}
+}
