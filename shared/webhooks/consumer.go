@@ -188,7 +188,7 @@ func (c *Consumer) handle(ctx context.Context, m Message) error {
 	if err := json.Unmarshal([]byte(m.Body), &ev); err != nil {
 		return errors.New("message is not an event: " + err.Error())
 	}
-	if !isDeliverable(ev.Type) || (ev.UserID == "" && ev.OrgID == "") {
+	if !isDeliverable(ev.Type) || (ev.UserID == "" && ev.Org == "") {
 		c.Log.Info("event not for webhooks", "message_id", m.ID, "event_type", clip(ev.Type, 40))
 		return nil
 	}
@@ -386,7 +386,7 @@ func (c *Consumer) disable(ctx context.Context, ep Endpoint, now time.Time, last
 			}
 		}
 	case strings.HasPrefix(ep.Owner, "org:"):
-		e.OrgID = strings.TrimPrefix(ep.Owner, "org:")
+		e.Org = strings.TrimPrefix(ep.Owner, "org:")
 	}
 	c.Log.Warn("webhook disabled after failing for days", "webhook_id", ep.ID, "owner", ep.Owner)
 	if c.Events != nil {

@@ -41,8 +41,8 @@ func OrgOwner(orgID string) string { return "org:" + orgID }
 // OwnerOf returns whose endpoints receive e: the org's when it names one,
 // else the user's.
 func OwnerOf(e events.Event) string {
-	if e.OrgID != "" {
-		return OrgOwner(e.OrgID)
+	if e.Org != "" {
+		return OrgOwner(e.Org)
 	}
 	return UserOwner(e.UserID)
 }
