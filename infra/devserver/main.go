@@ -15,6 +15,7 @@ import (
 
 	"github.com/synthstack/byok/shared/app"
 	"github.com/synthstack/byok/shared/awsclient"
+	"github.com/synthstack/byok/shared/webhooks"
 )
 
 func main() {
@@ -47,6 +48,7 @@ func main() {
 		log.Error("start-up failed", "err", err.Error())
 		os.Exit(1)
 	}
+	startWebhooks(ctx, a, cfg, clients)
 	port := app.Getenv("PORT")
 	if port == "" {
 		port = "8080"
@@ -70,4 +72,28 @@ func main() {
 		log.Error("serve failed", "err", err.Error())
 		os.Exit(1)
 	}
+}
+
+// startWebhooks runs the webhooks function's consumer against the events
+// queue (created by the bootstrap, or WEBHOOK_QUEUE_URL), so `make run`
+// delivers webhooks as the Lambda would.
+func startWebhooks(ctx context.Context, a *app.App, cfg app.Config, clients app.Clients) {
+	var q webhooks.Queues
+	if app.Getenv("DEV_BOOTSTRAP") == "1" && cfg.SNSTopicARN != "" {
+		bctx, cancel := context.WithTimeout(ctx, time.Minute)
+		var err error
+		q, err = app.BootstrapWebhooks(bctx, clients, cfg.TablePrefix, cfg.SNSTopicARN)
+		cancel()
+		if err != nil {
+			a.Log.Error("webhook queues not created; webhooks are not delivered", "err", err.Error())
+			return
+		}
+	}
+	cons, err := a.WebhookConsumer(cfg, clients, q)
+	if err != nil {
+		a.Log.Info("webhook delivery off", "reason", err.Error())
+		return
+	}
+	app.RunWebhookPollers(ctx, clients, cons, 2)
+	a.Log.Info("webhook consumer polling", "queue_url", cons.QueueURL)
 }

@@ -42,11 +42,16 @@ var schedules = map[string]string{fnRevalidator: "rate(24 hours)"}
 // eventFunctions are the functions without HTTP routes, sorted.
 var eventFunctions = slices.Sorted(maps.Keys(schedules))
 
+// fnWebhooks is ./functions/webhooks: fed by the events queue (SQS), no
+// HTTP route, no schedule.
+const fnWebhooks = "webhooks"
+
 // functionDirs maps every AWS::Serverless::Function template.yaml must have
-// to its package under ./functions: app.Functions() plus eventFunctions.
+// to its package under ./functions: app.Functions() plus eventFunctions and
+// the queue consumer.
 func functionDirs() map[string]string {
 	out := map[string]string{}
-	for _, fn := range slices.Concat(app.Functions(), eventFunctions) {
+	for _, fn := range slices.Concat(app.Functions(), eventFunctions, []string{fnWebhooks}) {
 		out[logicalID(fn)] = fn
 	}
 	return out
@@ -676,7 +681,7 @@ func TestParametersAndEnvironment(t *testing.T) {
 		"AUTH_AUDIENCE":        "!Ref AuthAudience",
 	}
 	keyUsers := map[string]bool{"KeysFunction": true, "ValidateFunction": true, "ChatFunction": true,
-		logicalID(fnRevalidator): true}
+		logicalID(fnRevalidator): true, logicalID(fnWebhooks): true}
 
 	// Everything app.ConfigFromEnv reads must be set on chat (the function
 	// using all of it), except the internal provider keys: they are never
@@ -925,6 +930,20 @@ func TestLeastPrivilege(t *testing.T) {
 			on(ledger, "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"),
 			on(key, "kms:Decrypt"),
 			on(topic, "sns:Publish")),
+		// shared/webhooks Consumer: Store.List (Query), Get / Delivered /
+		// GetAccount (GetItem), RecordAttempt (PutItem), RecordDelivered
+		// (BatchWriteItem: the marker and the attempt),
+		// MarkFailing / MarkHealthy / Disable (UpdateItem); vault.Open of the
+		// secret; the disabled notice; the event source mapping's reads and
+		// deletes plus re-queued retries, and exhausted jobs to the DLQ.
+		logicalID(fnWebhooks): slices.Concat(
+			on(table, "dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+				"dynamodb:BatchWriteItem"),
+			on(key, "kms:Decrypt"),
+			on(topic, "sns:Publish"),
+			on("!GetAtt WebhooksQueue.Arn", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+				"sqs:ChangeMessageVisibility", "sqs:SendMessage"),
+			on("!GetAtt WebhooksDeadLetterQueue.Arn", "sqs:SendMessage")),
 	}
 	for id := range functionDirs() {
 		if _, ok := want[id]; !ok {
@@ -1027,6 +1046,7 @@ func TestLeastPrivilege(t *testing.T) {
 		"!GetAtt " + roleOf["ValidateFunction"] + ".Arn":       {"kms:Decrypt"},
 		"!GetAtt " + roleOf["ChatFunction"] + ".Arn":           {"kms:Decrypt"},
 		"!GetAtt " + roleOf[logicalID(fnRevalidator)] + ".Arn": {"kms:Decrypt"},
+		"!GetAtt " + roleOf[logicalID(fnWebhooks)] + ".Arn":    {"kms:Decrypt"},
 	}
 	for p := range users {
 		sort.Strings(users[p])
@@ -1050,8 +1070,16 @@ func TestEventsTopic(t *testing.T) {
 	}
 	subs := tmpl.GetAllSNSSubscriptionResources()
 	found := false
+	queueSub := false
 	for id, s := range subs {
 		if s.TopicArn != "!Ref EventsTopic" {
+			continue
+		}
+		if s.Protocol == "sqs" { // the webhooks queue: raw delivery, the event JSON as the body
+			queueSub = str(s.Endpoint) == "!GetAtt WebhooksQueue.Arn" && s.RawMessageDelivery != nil && *s.RawMessageDelivery
+			if !queueSub {
+				t.Errorf("%s: sqs subscription must be WebhooksQueue with RawMessageDelivery", id)
+			}
 			continue
 		}
 		found = true
@@ -1069,6 +1097,9 @@ func TestEventsTopic(t *testing.T) {
 	}
 	if !found {
 		t.Error("no subscription of NotificationEmail to EventsTopic")
+	}
+	if !queueSub {
+		t.Error("no subscription of WebhooksQueue to EventsTopic")
 	}
 }
 

@@ -35,6 +35,8 @@ if [[ -z "${AWS_ENDPOINT_URL:-}" ]]; then
 fi
 
 export PORT=${PORT:-8080} TABLE_PREFIX=${TABLE_PREFIX:-dev-} DEV_BOOTSTRAP=1
+# local webhook receivers (plain http on loopback) are allowed in development only
+export WEBHOOK_ALLOW_HOSTS=${WEBHOOK_ALLOW_HOSTS-127.0.0.1,localhost}
 go build -o .dev/devserver ./infra/devserver
 .dev/devserver &
 pids+=($!)

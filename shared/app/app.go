@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/synthstack/byok/shared/admin"
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/auth"
@@ -35,6 +36,7 @@ import (
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/usage"
 	"github.com/synthstack/byok/shared/vault"
+	"github.com/synthstack/byok/shared/webhooks"
 )
 
 // Config is byok's environment configuration.
@@ -112,11 +114,13 @@ type Clients struct {
 	DynamoDB *dynamodb.Client
 	KMS      *kms.Client
 	SNS      *sns.Client
+	SQS      *sqs.Client
 }
 
 // NewClients builds the AWS clients from an SDK config.
 func NewClients(cfg aws.Config) Clients {
-	return Clients{DynamoDB: dynamodb.NewFromConfig(cfg), KMS: kms.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg)}
+	return Clients{DynamoDB: dynamodb.NewFromConfig(cfg), KMS: kms.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg),
+		SQS: sqs.NewFromConfig(cfg)}
 }
 
 // NewLogger returns the JSON slog logger writing to stdout.
@@ -136,6 +140,9 @@ type App struct {
 	Ledger   *credits.Ledger
 	Credits  *usage.CreditsService
 	Usage    *usage.Service
+	Webhooks *webhooks.Service
+	// Events publishes notifications (events.Nop without a topic).
+	Events events.Publisher
 	// VaultErr is why the vault is disabled (nil when configured).
 	VaultErr error
 }
@@ -187,6 +194,8 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 		Ledger:   ledger,
 		Credits:  &usage.CreditsService{Ledger: ledger},
 		Usage:    &usage.Service{DB: c.DynamoDB, TablePrefix: cfg.TablePrefix},
+		Webhooks: newWebhookService(cfg, c, v, log),
+		Events:   pub,
 		Chat: &chat.Executor{
 			Users:               st,
 			Settings:            &chat.SettingsCache{Store: st, DefaultMode: cfg.DefaultMode, TTL: cfg.SettingsTTL},
@@ -243,6 +252,7 @@ func (a *App) register(mux, public httpx.Router, names ...string) {
 	if has(FnKeys) {
 		page.Must().Register(public)
 		a.Keys.RegisterKeys(mux)
+		a.Webhooks.Register(mux)
 	}
 	if has(FnValidate) {
 		a.Keys.RegisterValidate(mux)
@@ -262,7 +272,8 @@ func (a *App) register(mux, public httpx.Router, names ...string) {
 // Routes returns the route patterns ("METHOD /path") each function serves,
 // as the code registers them.
 func Routes() map[string][]string {
-	a := &App{Keys: &keys.Service{}, Admin: &admin.Service{}, Chat: &chat.Executor{}, Credits: &usage.CreditsService{}, Usage: &usage.Service{}}
+	a := &App{Keys: &keys.Service{}, Admin: &admin.Service{}, Chat: &chat.Executor{}, Credits: &usage.CreditsService{}, Usage: &usage.Service{},
+		Webhooks: &webhooks.Service{}}
 	out := map[string][]string{}
 	for _, fn := range Functions() {
 		rec := &httpx.RouteRecorder{}

@@ -292,3 +292,35 @@ func TestQuotaWarnings(t *testing.T) {
 		t.Fatalf("events after the user's quota ran out: %v", got)
 	}
 }
+
+// TestQuotaWarningFromRateLimitHeaders: a BYOK answer whose rate-limit
+// headers show less than 10% left raises byok.quota_warning, at most once
+// per key per hour; the answer itself is served as usual.
+func TestQuotaWarningFromRateLimitHeaders(t *testing.T) {
+	e := newEnv(t, nil)
+	q := e.subscribeEvents()
+	e.setTier("sara", "premium")
+	key := openAIKey(t)
+	e.saveKey("sara", "openai", key)
+	q.drain()
+	e.fake.SetKey(key, fakeprovider.Behavior{Headers: map[string]string{
+		"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "42",
+	}})
+	for i := 0; i < 3; i++ {
+		if r := e.do("POST", "/v1/chat/completions", e.token("sara", ""), string(chatBody("gpt-4o-mini", 10, "x"))); r.Status != 200 || r.Header.Get("X-Byok-Route") != "byok" {
+			t.Fatalf("chat: %d %v %s", r.Status, r.Header, r.Body)
+		}
+	}
+	var warnings []received
+	for _, m := range q.drain() {
+		if m.Type == "byok.quota_warning" && m.Ev.UserID == "sara" {
+			warnings = append(warnings, m)
+		}
+	}
+	if len(warnings) != 1 {
+		t.Fatalf("%d quota warnings for 3 answers with 0.42%% of requests left, want 1", len(warnings))
+	}
+	if w := warnings[0].Ev; w.Hint != hintOf(key) || !strings.Contains(w.Reason, "42 of 10000 requests") || !strings.Contains(w.Subject, "rate limit") {
+		t.Fatalf("warning %+v", w)
+	}
+}

@@ -37,6 +37,7 @@ type outcome struct {
 	cut        bool
 	usage      tokens
 	ttft       time.Duration
+	rateLow    string // the provider's rate-limit headers show < 10% left (lowRateLimit)
 }
 
 func (o *outcome) clientStatus() int {
@@ -146,15 +147,19 @@ func (c *call) attempt(ctx context.Context, apiKey string) *outcome {
 		return &outcome{status: resp.StatusCode, class: classify(c.prov, resp.StatusCode, eb),
 			retryAfter: resp.Header.Get("Retry-After"), errBody: eb, vetted: c.vetError(resp.StatusCode, eb, apiKey)}
 	}
+	rateLow := lowRateLimit(c.prov, resp.Header)
 	// After the headers, an upstream that goes silent for IdleTimeout is cut
 	// (the stream is then recorded as cut, the client's request ends).
 	idle := time.AfterFunc(x.idleTimeout(), cancel)
 	defer idle.Stop()
 	if c.req.Stream {
-		return c.relayStream(ctx, resp, apiKey, func() { idle.Reset(x.idleTimeout()) })
+		out := c.relayStream(ctx, resp, apiKey, func() { idle.Reset(x.idleTimeout()) })
+		out.rateLow = rateLow
+		return out
 	}
 	out := c.relayWhole(ctx, resp)
 	out.timedOut = out.timedOut || timer.fired()
+	out.rateLow = rateLow
 	return out
 }
 

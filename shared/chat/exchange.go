@@ -150,6 +150,9 @@ func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
 		x.Circuit.Success(c.userID, string(c.prov))
 	}
 	if out.ok {
+		if out.rateLow != "" { // at most once per key per hour
+			c.publishOnce(after, events.QuotaWarning, "ratelimit#"+c.userID+"#"+string(c.prov)+"#"+k.KeyID, time.Hour, out.rateLow)
+		}
 		return routing.Next{}, nil
 	}
 	reason := reasonOf(out.class, out.status, out.timedOut)

@@ -5,6 +5,8 @@ package events
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -23,6 +25,11 @@ const (
 	KeyValid     = "byok.key_valid"
 	Fallback     = "byok.fallback"
 	QuotaWarning = "byok.quota_warning"
+	// WebhookDisabled: one of the owner's webhook endpoints failed every
+	// delivery for 3 days and was switched off (docs/webhooks.md).
+	WebhookDisabled = "byok.webhook_disabled"
+	// Test is sent only by POST /v1/webhooks/{id}/test, never published.
+	Test = "byok.test"
 )
 
 // What detected a status change.
@@ -36,15 +43,21 @@ const (
 // Event is the JSON body of one notification. It carries a key's hint only,
 // never the key.
 type Event struct {
+	// ID identifies the event; webhook deliveries use it as webhook-id, so a
+	// receiver can drop a repeat. Publish fills it in when empty.
+	ID       string `json:"event_id,omitempty"`
 	Type     string `json:"event_type"`
 	UserID   string `json:"user_id"`
 	Email    string `json:"email"`
 	Provider string `json:"provider"`
 	// Scope is the key's scope (user, org, project); Org and Project name
-	// the org and project of org and project keys (docs/teams.md).
-	Scope      string    `json:"scope,omitempty"`
-	Org        string    `json:"org,omitempty"`
-	Project    string    `json:"project,omitempty"`
+	// the org and project of org and project keys (docs/teams.md). An event
+	// naming an org goes to the org's webhooks instead of the user's.
+	Scope   string `json:"scope,omitempty"`
+	Org     string `json:"org,omitempty"`
+	Project string `json:"project,omitempty"`
+	// WebhookID names the endpoint of a byok.webhook_disabled event.
+	WebhookID  string    `json:"webhook_id,omitempty"`
 	Hint       string    `json:"hint"`
 	Reason     string    `json:"reason"`
 	DetectedBy string    `json:"detected_by"`
@@ -88,18 +101,24 @@ func (p *SNS) Publish(ctx context.Context, e Event) {
 	if e.At.IsZero() {
 		e.At = time.Now().UTC()
 	}
+	if e.ID == "" {
+		e.ID = NewID()
+	}
 	if e.Subject == "" || e.Text == "" {
 		e.Subject, e.Text = Describe(e)
 	}
-	body, err := json.Marshal(e)
+	msg, err := Message(e)
 	if err != nil {
 		p.log.Error("event encode failed", "event_type", e.Type, "err", err.Error())
 		return
 	}
 	in := &sns.PublishInput{
 		TopicArn: aws.String(p.topicARN),
-		Message:  aws.String(string(body)),
-		Subject:  aws.String(trimSubject(e.Subject)),
+		// json structure: e-mail subscribers get the readable text, every
+		// other protocol (the webhooks queue, HTTP) the event JSON.
+		MessageStructure: aws.String("json"),
+		Message:          aws.String(msg),
+		Subject:          aws.String(trimSubject(e.Subject)),
 		MessageAttributes: map[string]types.MessageAttributeValue{
 			"event_type": {DataType: aws.String("String"), StringValue: aws.String(e.Type)},
 		},
@@ -113,6 +132,31 @@ func (p *SNS) Publish(ctx context.Context, e Event) {
 	if err != nil {
 		p.log.Error("event publish failed", "event_type", e.Type, "user_id", e.UserID, "provider", e.Provider, "err", err.Error())
 	}
+}
+
+// Message returns the SNS message of e for MessageStructure json:
+// {"default": <event JSON>, "email": <text>}.
+func Message(e Event) (string, error) {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	text := e.Text
+	if text == "" {
+		_, text = Describe(e)
+	}
+	out, err := json.Marshal(struct {
+		Default string `json:"default"`
+		Email   string `json:"email"`
+	}{string(body), text})
+	return string(out), err
+}
+
+// NewID returns a fresh event id ("evt_" and 32 hex digits).
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "evt_" + hex.EncodeToString(b[:])
 }
 
 func trimSubject(s string) string {
@@ -138,6 +182,11 @@ func Describe(e Event) (subject, text string) {
 		return fmt.Sprintf("Your %s requests fell back to platform credits", e.Provider),
 			fmt.Sprintf("A request with %s failed (%s), so it was served with platform credits instead.", key, e.Reason)
 	case QuotaWarning:
+		if strings.HasPrefix(e.Reason, "rate limit nearly reached") { // the provider's own rate-limit headers
+			return fmt.Sprintf("Your %s API key is close to its rate limit", e.Provider),
+				fmt.Sprintf("The %s answers for %s say its %s. Requests beyond the limit will be refused by %s until the window resets; raise the limit in your %s account or spread requests out.",
+					e.Provider, key, e.Reason, e.Provider, e.Provider)
+		}
 		if e.Hint == "" { // the platform credit balance, not a key
 			return "Your platform credits are running low",
 				fmt.Sprintf("Your platform credits are running low: %s. Add credits, or add your own API keys to keep working without them.", e.Reason)
@@ -145,6 +194,12 @@ func Describe(e Event) (subject, text string) {
 		return fmt.Sprintf("Your %s account is out of quota", e.Provider),
 			fmt.Sprintf("Your %s API key (%s) was refused for quota or billing reasons: %s. Add funds or raise the limit in your %s account; meanwhile requests may use platform credits.",
 				e.Provider, e.Hint, e.Reason, e.Provider)
+	case WebhookDisabled:
+		return "A webhook endpoint was disabled",
+			fmt.Sprintf("Your webhook endpoint %s (%s) failed every delivery for 3 days, so we stopped sending to it: %s. Fix the endpoint, then delete it and register it again under /v1/webhooks.",
+				e.WebhookID, e.Hint, e.Reason)
+	case Test:
+		return "byok webhook test", "This is a test event sent from byok to check your webhook endpoint."
 	}
 	return e.Type, e.Type
 }

@@ -192,3 +192,59 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("unknown type: %q %q", s, x)
 	}
 }
+
+// recording keeps every PublishInput and passes it on to the emulator.
+type recording struct {
+	real events.SNSAPI
+	mu   sync.Mutex
+	ins  []*sns.PublishInput
+}
+
+func (r *recording) Publish(ctx context.Context, in *sns.PublishInput, opts ...func(*sns.Options)) (*sns.PublishOutput, error) {
+	r.mu.Lock()
+	r.ins = append(r.ins, in)
+	r.mu.Unlock()
+	return r.real.Publish(ctx, in, opts...)
+}
+
+// TestPublishMessageStructure: e-mail subscribers get the readable text
+// (with the subject), the queue gets the event JSON with an event id.
+func TestPublishMessageStructure(t *testing.T) {
+	t.Parallel()
+	q := newTopicQueue(t)
+	rec := &recording{real: q.sns}
+	events.NewSNS(rec, q.topicARN, slog.New(slog.NewJSONHandler(&syncBuffer{}, nil))).Publish(context.Background(), sample(events.KeyInvalid))
+	if len(rec.ins) != 1 {
+		t.Fatalf("%d publishes", len(rec.ins))
+	}
+	in := rec.ins[0]
+	if in.MessageStructure == nil || *in.MessageStructure != "json" {
+		t.Fatalf("MessageStructure = %v, want json", in.MessageStructure)
+	}
+	var per map[string]string
+	if err := json.Unmarshal([]byte(*in.Message), &per); err != nil {
+		t.Fatalf("message is not a per-protocol JSON object: %v", err)
+	}
+	subj, text := events.Describe(sample(events.KeyInvalid))
+	if per["email"] != text || *in.Subject != subj {
+		t.Errorf("email = %q subject = %q, want %q / %q", per["email"], *in.Subject, text, subj)
+	}
+	msgs := q.drain(t)
+	if len(msgs) != 1 || msgs[0].Body != per["default"] {
+		t.Fatalf("queue got %+v, want the default JSON %q", msgs, per["default"])
+	}
+	var got events.Event
+	if err := json.Unmarshal([]byte(msgs[0].Body), &got); err != nil || !strings.HasPrefix(got.ID, "evt_") || got.Type != events.KeyInvalid {
+		t.Fatalf("queue body %q: %v", msgs[0].Body, err)
+	}
+}
+
+func TestDescribeRateLimitWarning(t *testing.T) {
+	t.Parallel()
+	e := sample(events.QuotaWarning)
+	e.Reason = "rate limit nearly reached: 42 of 10000 requests left in the current window"
+	subj, text := events.Describe(e)
+	if !strings.Contains(subj, "rate limit") || !strings.Contains(text, "42 of 10000 requests") || !strings.Contains(text, e.Hint) || strings.Contains(subj, "out of quota") {
+		t.Fatalf("subject %q text %q", subj, text)
+	}
+}

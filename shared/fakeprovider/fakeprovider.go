@@ -42,6 +42,9 @@ type Behavior struct {
 	Body string
 	// RetryAfter, when set, is sent as the Retry-After header.
 	RetryAfter string
+	// Headers are sent as they are on the answer (e.g. a provider's
+	// rate-limit headers, x-ratelimit-* or anthropic-ratelimit-*).
+	Headers map[string]string
 	// Delay is waited before answering (cut short by the client going away).
 	Delay time.Duration
 	// Stall hangs until the request's context is done (or the server closes).
@@ -449,6 +452,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if b.RetryAfter != "" {
 		w.Header().Set("Retry-After", b.RetryAfter)
+	}
+	for k, v := range b.Headers {
+		w.Header().Set(k, v)
 	}
 	if b.Body != "" {
 		writeRaw(w, status, b.Body)

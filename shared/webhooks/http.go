@@ -1,0 +1,237 @@
+package webhooks
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/auth"
+	"github.com/synthstack/byok/shared/events"
+	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/vault"
+)
+
+// Sealer seals and opens secrets (*vault.Vault satisfies it).
+type Sealer interface {
+	Seal(ctx context.Context, ec vault.Context, plaintext []byte) ([]byte, error)
+	Opener
+}
+
+// Service is the registration API served by the keys function.
+type Service struct {
+	Store  *Store
+	Sealer Sealer
+	Guard  *Guard
+	Sender *Sender
+	Now    func() time.Time
+	Log    *slog.Logger
+}
+
+// maxBody bounds a registration body: a URL and a few event names.
+const maxBody = 16 << 10
+
+// Register adds the webhook routes to mux.
+func (s *Service) Register(mux httpx.Router) {
+	mux.HandleFunc("POST /v1/webhooks", s.handleCreate)
+	mux.HandleFunc("GET /v1/webhooks", s.handleList)
+	mux.HandleFunc("DELETE /v1/webhooks/{id}", s.handleDelete)
+	mux.HandleFunc("POST /v1/webhooks/{id}/test", s.handleTest)
+	mux.HandleFunc("GET /v1/webhooks/{id}/deliveries", s.handleDeliveries)
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// owner returns the caller's owner name, writing 401 when there is none.
+func owner(w http.ResponseWriter, r *http.Request) (string, auth.Principal, bool) {
+	p, ok := auth.FromContext(r.Context())
+	if !ok || p.UserID == "" {
+		httpx.WriteError(w, r, apperr.New(apperr.Unauthorized, "missing credentials"))
+		return "", p, false
+	}
+	return UserOwner(p.UserID), p, true
+}
+
+// endpointID reads {id}, refusing what cannot be an id.
+func endpointID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if !ValidID(id) {
+		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "%q is not a webhook id (wh_ and 24 hex digits)", clip(id, 40)))
+		return "", false
+	}
+	return id, true
+}
+
+type createRequest struct {
+	URL    *string  `json:"url"`
+	Events []string `json:"events"`
+}
+
+// Create registers an endpoint for owner and returns it with its secret.
+func (s *Service) Create(ctx context.Context, own, rawURL string, evs []string) (Created, error) {
+	u, err := s.Guard.CheckURL(ctx, rawURL)
+	if err != nil {
+		return Created{}, err
+	}
+	evs, err = ParseEvents(evs)
+	if err != nil {
+		return Created{}, err
+	}
+	id, secret := NewID(), NewSecret()
+	ct, err := s.Sealer.Seal(ctx, vault.Context{UserID: own, Provider: SecretProvider, KeyID: id}, []byte(secret))
+	if err != nil {
+		return Created{}, err
+	}
+	e := Endpoint{Owner: own, ID: id, URL: u.String(), Events: evs, Ciphertext: ct, Hint: SecretHint(secret),
+		Status: StatusActive, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
+	if err := s.Store.Create(ctx, e, MaxPerOwner); err != nil {
+		return Created{}, err
+	}
+	return Created{View: ViewOf(e), Secret: secret}, nil
+}
+
+func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
+	own, _, ok := owner(w, r)
+	if !ok {
+		return
+	}
+	var req createRequest
+	if err := decodeStrict(w, r, maxBody, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if req.URL == nil {
+		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "field \"url\" is required"))
+		return
+	}
+	out, err := s.Create(r.Context(), own, *req.URL, req.Events)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store") // the secret is in this answer
+	httpx.WriteJSON(w, http.StatusCreated, out)
+}
+
+func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
+	own, _, ok := owner(w, r)
+	if !ok {
+		return
+	}
+	eps, err := s.Store.List(r.Context(), own)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	out := make([]View, 0, len(eps))
+	for _, e := range eps {
+		out = append(out, ViewOf(e))
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"webhooks": out})
+}
+
+func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
+	own, _, ok := owner(w, r)
+	if !ok {
+		return
+	}
+	id, ok := endpointID(w, r)
+	if !ok {
+		return
+	}
+	if err := s.Store.Delete(r.Context(), own, id); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Test sends a byok.test event to the owner's endpoint id now and returns
+// the recorded attempt.
+func (s *Service) Test(ctx context.Context, own, userID, id string) (Attempt, error) {
+	ep, err := s.Store.Get(ctx, own, id)
+	if err != nil {
+		return Attempt{}, err
+	}
+	secret, err := s.Sealer.Open(ctx, vault.Context{UserID: ep.Owner, Provider: SecretProvider, KeyID: ep.ID}, ep.Ciphertext)
+	if err != nil {
+		return Attempt{}, err
+	}
+	now := s.now().UTC()
+	ev := events.Event{ID: events.NewID(), Type: events.Test, UserID: userID, At: now}
+	ev.Subject, ev.Text = events.Describe(ev)
+	res, err := s.Sender.Send(ctx, ep.URL, string(secret), ev.ID, mustJSON(ev))
+	clear(secret)
+	if err != nil {
+		return Attempt{}, apperr.Wrap(err, apperr.ServiceUnavailable, "the test delivery was interrupted; try again")
+	}
+	a := Attempt{At: now, WebhookID: ep.ID, EventID: ev.ID, EventType: ev.Type, Attempt: 1, HTTPStatus: res.HTTPStatus,
+		Error: res.Error, LatencyMS: res.Latency.Milliseconds(), Result: ResultFailed}
+	if res.OK {
+		a.Result = ResultDelivered
+	}
+	if err := s.Store.RecordAttempt(ctx, a); err != nil {
+		return Attempt{}, err
+	}
+	return a, nil
+}
+
+func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
+	own, p, ok := owner(w, r)
+	if !ok {
+		return
+	}
+	id, ok := endpointID(w, r)
+	if !ok {
+		return
+	}
+	a, err := s.Test(r.Context(), own, p.UserID, id)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, a)
+}
+
+// Deliveries are bounded: the newest 50 by default, at most 100.
+const (
+	defaultDeliveries = 50
+	maxDeliveries     = 100
+)
+
+func (s *Service) handleDeliveries(w http.ResponseWriter, r *http.Request) {
+	own, _, ok := owner(w, r)
+	if !ok {
+		return
+	}
+	id, ok := endpointID(w, r)
+	if !ok {
+		return
+	}
+	limit := defaultDeliveries
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxDeliveries {
+			httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "limit must be a whole number from 1 to %d", maxDeliveries))
+			return
+		}
+		limit = n
+	}
+	if _, err := s.Store.Get(r.Context(), own, id); err != nil { // another owner's id: 404
+		httpx.WriteError(w, r, err)
+		return
+	}
+	as, err := s.Store.Attempts(r.Context(), id, limit)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"deliveries": as})
+}
