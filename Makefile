@@ -5,11 +5,11 @@ TOOLS := $(CURDIR)/bin/tools
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 export PATH := $(TOOLS):$(PATH)
 
-FUNCTIONS := keys validate admin chat usage revalidator
+FUNCTIONS := keys validate admin chat usage export revalidator
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w -buildid='
 
 .PHONY: run test test-localstack tools token bench fuzz build lint rewrap clean \
-	$(addprefix build-,KeysFunction ValidateFunction AdminFunction ChatFunction UsageFunction RevalidatorFunction)
+	$(addprefix build-,KeysFunction ValidateFunction AdminFunction ChatFunction UsageFunction ExportFunction RevalidatorFunction)
 
 ## run: start moto_server, the tables and topic, and the dev server on :8080
 run:
@@ -69,6 +69,8 @@ build-ChatFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/chat
 build-UsageFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/usage
+build-ExportFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/export
 build-RevalidatorFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/revalidator
 

@@ -231,10 +231,35 @@ const (
 	FnAdmin    = "admin"
 	FnChat     = "chat"
 	FnUsage    = "usage"
+	// FnExport streams GET /v1/usage/export from its own Function URL: the
+	// HTTP API in front of usage buffers answers (6 MB, 30 s).
+	FnExport = "export"
 )
 
+// exportRoute is the usage route served by FnExport instead of FnUsage.
+const exportRoute = "GET /v1/usage/export"
+
 // Functions lists every HTTP-serving function.
-func Functions() []string { return []string{FnKeys, FnValidate, FnAdmin, FnChat, FnUsage} }
+func Functions() []string { return []string{FnKeys, FnValidate, FnAdmin, FnChat, FnUsage, FnExport} }
+
+// routeFilter registers only the patterns keep accepts, so one service's
+// routes can be split across two functions.
+type routeFilter struct {
+	httpx.Router
+	keep func(pattern string) bool
+}
+
+func (f routeFilter) Handle(p string, h http.Handler) {
+	if f.keep(p) {
+		f.Router.Handle(p, h)
+	}
+}
+
+func (f routeFilter) HandleFunc(p string, h func(http.ResponseWriter, *http.Request)) {
+	if f.keep(p) {
+		f.Router.HandleFunc(p, h)
+	}
+}
 
 // register adds the routes of the named functions (all when names is empty);
 // public gets the routes served without a token (the settings page's files).
@@ -255,7 +280,10 @@ func (a *App) register(mux, public httpx.Router, names ...string) {
 	}
 	if has(FnUsage) {
 		a.Credits.Register(mux)
-		a.Usage.Register(mux)
+		a.Usage.Register(routeFilter{mux, func(p string) bool { return p != exportRoute }})
+	}
+	if has(FnExport) {
+		a.Usage.Register(routeFilter{mux, func(p string) bool { return p == exportRoute }})
 	}
 }
 
