@@ -138,6 +138,9 @@ type App struct {
 	Usage    *usage.Service
 	// VaultErr is why the vault is disabled (nil when configured).
 	VaultErr error
+	// InternalKeys, when set, refreshes the chat routes' platform keys from
+	// their secret (INTERNAL_KEYS_SECRET_ARN, INTERNAL_KEYS_TTL).
+	InternalKeys *InternalKeys
 }
 
 // New wires an App. A missing or malformed ENCRYPTION_KEY (with no KMS key)
@@ -276,7 +279,11 @@ func (a *App) register(mux, public httpx.Router, names ...string) {
 		a.Admin.Register(mux)
 	}
 	if has(FnChat) {
-		a.Chat.Register(mux)
+		if a.InternalKeys != nil {
+			a.Chat.Register(routeAll{mux, newKeyedChat(a.Chat, a.InternalKeys)})
+		} else {
+			a.Chat.Register(mux)
+		}
 	}
 	if has(FnUsage) {
 		a.Credits.Register(mux)
@@ -356,12 +363,19 @@ func FromEnv(ctx context.Context, log *slog.Logger, opts ...Option) (*App, Clien
 		}
 		cfg.Auth.HS256Secret = secret
 	}
+	var ik *InternalKeys
 	if arn := Getenv("INTERNAL_KEYS_SECRET_ARN"); arn != "" {
-		if err := LoadInternalKeys(ctx, secretsmanager.NewFromConfig(awsCfg), arn, cfg.InternalKeys); err != nil {
+		ik = &InternalKeys{SM: secretsmanager.NewFromConfig(awsCfg), ARN: arn, Base: cfg.InternalKeys,
+			TTL: durationEnv(Getenv, "INTERNAL_KEYS_TTL", DefaultInternalKeysTTL), Log: log}
+		if err := ik.Load(ctx); err != nil {
 			return nil, c, err
 		}
+		cfg.InternalKeys = ik.Current(ctx)
 	}
 	a, err := New(ctx, cfg, c, log)
+	if a != nil {
+		a.InternalKeys = ik
+	}
 	return a, c, err
 }
 
