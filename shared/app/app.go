@@ -17,10 +17,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/synthstack/byok/shared/admin"
 	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/audio"
 	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/awsclient"
 	"github.com/synthstack/byok/shared/chat"
@@ -58,9 +60,11 @@ type Config struct {
 	// BodyLimits bound the AI routes' request bodies (Lambda's 6 MB there).
 	BodyLimits   chat.Limits
 	CopilotModel string
-	Auth         auth.Config
-	Endpoints    provider.Endpoints
-	Getenv       func(string) string
+	// AudioBucket holds large audio uploads (AUDIO_BUCKET); empty = none.
+	AudioBucket string
+	Auth        auth.Config
+	Endpoints   provider.Endpoints
+	Getenv      func(string) string
 	// NoVerifier wires no token verifier: for functions that serve no
 	// request (the revalidator), so auth configuration cannot stop them.
 	NoVerifier bool
@@ -87,6 +91,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		UpstreamMaxResponseBytes: intEnv(getenv, "UPSTREAM_MAX_RESPONSE_BYTES", 32<<20),
 		BodyLimits:               chat.LimitsFor(getenv),
 		CopilotModel:             getenv("COPILOT_DEFAULT_MODEL"),
+		AudioBucket:              getenv("AUDIO_BUCKET"),
 		Auth:                     auth.ConfigFromEnv(getenv),
 		Endpoints:                provider.EndpointsFromEnv(getenv),
 		Getenv:                   getenv,
@@ -112,11 +117,16 @@ type Clients struct {
 	DynamoDB *dynamodb.Client
 	KMS      *kms.Client
 	SNS      *sns.Client
+	S3       *s3.Client
 }
 
-// NewClients builds the AWS clients from an SDK config.
+// NewClients builds the AWS clients from an SDK config. S3 uses path-style
+// addresses when AWS_ENDPOINT_URL points at an emulator (which has no
+// per-bucket host names).
 func NewClients(cfg aws.Config) Clients {
-	return Clients{DynamoDB: dynamodb.NewFromConfig(cfg), KMS: kms.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg)}
+	pathStyle := Getenv("AWS_ENDPOINT_URL") != ""
+	return Clients{DynamoDB: dynamodb.NewFromConfig(cfg), KMS: kms.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg),
+		S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = pathStyle })}
 }
 
 // NewLogger returns the JSON slog logger writing to stdout.
@@ -136,6 +146,8 @@ type App struct {
 	Ledger   *credits.Ledger
 	Credits  *usage.CreditsService
 	Usage    *usage.Service
+	// Audio holds large audio uploads (POST /v1/audio/uploads).
+	Audio *audio.Store
 	// VaultErr is why the vault is disabled (nil when configured).
 	VaultErr error
 	// InternalKeys, when set, refreshes the chat routes' platform keys from
@@ -179,7 +191,14 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 		Store: st, Sealer: v, Validator: provider.NewValidator(httpClient, cfg.Endpoints, 10*time.Second),
 		Events: pub, DefaultMode: cfg.DefaultMode, Log: log,
 	}
+	var audioStore *audio.Store
+	if c.S3 != nil {
+		audioStore = audio.New(c.S3, cfg.AudioBucket, log)
+	} else {
+		audioStore = &audio.Store{Log: log} // answers 503: no bucket
+	}
 	return &App{
+		Audio:    audioStore,
 		Log:      log,
 		Verifier: ver,
 		Store:    st,
@@ -279,6 +298,7 @@ func (a *App) register(mux, public httpx.Router, names ...string) {
 		a.Admin.Register(mux)
 	}
 	if has(FnChat) {
+		a.Audio.Register(mux)
 		if a.InternalKeys != nil {
 			a.Chat.Register(routeAll{mux, newKeyedChat(a.Chat, a.InternalKeys)})
 		} else {
@@ -297,7 +317,8 @@ func (a *App) register(mux, public httpx.Router, names ...string) {
 // Routes returns the route patterns ("METHOD /path") each function serves,
 // as the code registers them.
 func Routes() map[string][]string {
-	a := &App{Keys: &keys.Service{}, Admin: &admin.Service{}, Chat: &chat.Executor{}, Credits: &usage.CreditsService{}, Usage: &usage.Service{}}
+	a := &App{Keys: &keys.Service{}, Admin: &admin.Service{}, Chat: &chat.Executor{}, Credits: &usage.CreditsService{}, Usage: &usage.Service{},
+		Audio: &audio.Store{}}
 	out := map[string][]string{}
 	for _, fn := range Functions() {
 		rec := &httpx.RouteRecorder{}
