@@ -5,11 +5,11 @@ TOOLS := $(CURDIR)/bin/tools
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 export PATH := $(TOOLS):$(PATH)
 
-FUNCTIONS := keys validate admin chat usage revalidator webhooks
+FUNCTIONS := keys validate admin chat usage export revalidator webhooks
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w -buildid='
 
 .PHONY: run test test-localstack tools token bench fuzz build lint rewrap clean \
-	$(addprefix build-,KeysFunction ValidateFunction AdminFunction ChatFunction UsageFunction RevalidatorFunction WebhooksFunction)
+	$(addprefix build-,KeysFunction ValidateFunction AdminFunction ChatFunction UsageFunction ExportFunction RevalidatorFunction WebhooksFunction)
 
 ## run: start moto_server, the tables and topic, and the dev server on :8080
 run:
@@ -40,17 +40,25 @@ screenshots:
 	@command -v chromium >/dev/null || { echo "make screenshots: 'chromium' not found; apt-get install -y chromium"; exit 1; }
 	$(GO) test -count=1 -run 'TestSettingsPageJourney' ./shared/app/ -args -screenshots=$(CURDIR)/docs/screenshots
 
-## rewrap: re-wrap every stored key under the current wrapping key
+## rewrap: re-wrap every stored key under the current wrapping key (.dev/env fills what the environment lacks)
 rewrap:
-	$(GO) run ./infra/rewrap
+	@set -a; if [ -f .dev/env ]; then while IFS='=' read -r k v; do \
+		case "$$k" in ''|\#*) continue;; esac; [ -n "$$(printenv $$k)" ] || export "$$k=$$v"; done < .dev/env; fi; \
+	set +a; $(GO) run ./infra/rewrap
 
 ## bench: the SPEC §14 performance suite (starts its own moto_server); writes docs/performance.md
 bench:
 	GO="$(GO)" $(GO) run ./infra/bench
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s)
+## fuzz: run every fuzz target of the module, each for FUZZTIME (default 30s); go test -fuzz takes one at a time
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime $(or $(FUZZTIME),30s) ./shared/vault/
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		pkg=./$$(dirname $$f); \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$t ($$pkg)"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(or $(FUZZTIME),30s) $$pkg; \
+		done; \
+	done
 
 ## build: every function's bootstrap for Lambda (linux/arm64) into bin/<function>/
 build:
@@ -69,6 +77,8 @@ build-ChatFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/chat
 build-UsageFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/usage
+build-ExportFunction:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/export
 build-RevalidatorFunction:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/revalidator
 build-WebhooksFunction:

@@ -7,6 +7,10 @@
 // one JSON line on stdout (logs go to stderr) and exits 0, or 1 when the
 // pass failed.
 //
+// One pass at a time, across invocations and the command line: a pass holds
+// a lease row in the main table (revalidate.Lease); a second one started
+// meanwhile logs that and exits at once with an empty summary.
+//
 // Tuning: REVALIDATE_CONCURRENCY (default 50), REVALIDATE_KEY_TIMEOUT
 // (default 15s).
 package main
@@ -41,7 +45,7 @@ func main() {
 		// stdout carries only the summary line.
 		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	r, ledger, err := newRunner(context.Background(), log)
+	r, ledger, lease, err := newRunner(context.Background(), log)
 	if err != nil {
 		log.Error("start-up failed", "function", "revalidator", "err", err.Error())
 		os.Exit(1)
@@ -57,6 +61,21 @@ func main() {
 		}
 		log.Info("stale reservations finished", "finished", n)
 	}
+	// pass is one key pass and sweep under the lease.
+	pass := func(ctx context.Context) (revalidate.Summary, error) {
+		var sum revalidate.Summary
+		err := lease.Hold(ctx, func(ctx context.Context) error {
+			var err error
+			sum, err = r.Run(ctx)
+			sweep(ctx)
+			return err
+		})
+		if errors.Is(err, revalidate.ErrHeld) {
+			log.Info("another revalidation pass is running; this one exits without checking keys")
+			return sum, nil
+		}
+		return sum, err
+	}
 	if lambdaMode {
 		lambda.Start(func(ctx context.Context, _ events.CloudWatchEvent) (revalidate.Summary, error) {
 			// Stop early enough to log and return the summary before Lambda's
@@ -66,15 +85,12 @@ func main() {
 				ctx, cancel = context.WithDeadline(ctx, dl.Add(-15*time.Second))
 				defer cancel()
 			}
-			sum, err := r.Run(ctx)
-			sweep(ctx)
-			return sum, err
+			return pass(ctx)
 		})
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	sum, err := r.Run(ctx)
-	sweep(ctx)
+	sum, err := pass(ctx)
 	stop()
 	line, merr := json.Marshal(sum)
 	if merr != nil {
@@ -93,22 +109,22 @@ const staleAfter = 20 * time.Minute
 
 // newRunner wires the runner and the credit ledger from the environment,
 // through shared/app.
-func newRunner(ctx context.Context, log *slog.Logger) (*revalidate.Runner, *credits.Ledger, error) {
-	a, _, err := app.FromEnv(ctx, log, app.WithoutVerifier()) // it serves no request: auth settings never stop it
+func newRunner(ctx context.Context, log *slog.Logger) (*revalidate.Runner, *credits.Ledger, *revalidate.Lease, error) {
+	a, clients, err := app.FromEnv(ctx, log, app.WithoutVerifier()) // it serves no request: auth settings never stop it
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if a.VaultErr != nil {
-		return nil, nil, fmt.Errorf("stored keys cannot be opened: %w", a.VaultErr)
+		return nil, nil, nil, fmt.Errorf("stored keys cannot be opened: %w", a.VaultErr)
 	}
 	conc, err := intEnv("REVALIDATE_CONCURRENCY", revalidate.DefaultConcurrency)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	timeout := revalidate.DefaultPerKeyTimeout
 	if s := app.Getenv("REVALIDATE_KEY_TIMEOUT"); s != "" {
 		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 {
-			return nil, nil, errors.New("REVALIDATE_KEY_TIMEOUT must be a positive duration such as 15s")
+			return nil, nil, nil, errors.New("REVALIDATE_KEY_TIMEOUT must be a positive duration such as 15s")
 		}
 	}
 	// The validator's own client keeps one idle connection per worker, so a
@@ -125,7 +141,7 @@ func newRunner(ctx context.Context, log *slog.Logger) (*revalidate.Runner, *cred
 		Concurrency:   conc,
 		PerKeyTimeout: timeout,
 		Log:           log,
-	}, a.Ledger, nil
+	}, a.Ledger, &revalidate.Lease{DB: clients.DynamoDB, Table: a.Store.Table(), Name: "revalidator", Log: log}, nil
 }
 
 func intEnv(name string, def int) (int, error) {

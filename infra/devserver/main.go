@@ -1,6 +1,8 @@
 // Command devserver serves every byok function's routes in one local process
 // with the same handlers the Lambdas use (SPEC §15). It is configured only by
-// environment; DEV_BOOTSTRAP=1 creates missing tables and the topic first.
+// environment; DEV_BOOTSTRAP=1 creates missing tables, the topic and the
+// audio bucket first. CORS_ALLOWED_ORIGINS (comma-separated, or "*") makes
+// it answer browsers' CORS preflights as the HTTP API and Function URLs do.
 package main
 
 import (
@@ -41,7 +43,17 @@ func main() {
 		if cfg.SNSTopicARN == "" {
 			cfg.SNSTopicARN = arn
 		}
-		log.Info("bootstrap done", "table_prefix", cfg.TablePrefix, "topic_arn", arn)
+		if cfg.AudioBucket == "" {
+			cfg.AudioBucket = app.DevAudioBucket(cfg.TablePrefix)
+		}
+		bctx, cancel = context.WithTimeout(ctx, time.Minute)
+		err = app.BootstrapAudio(bctx, clients, cfg.AudioBucket)
+		cancel()
+		if err != nil {
+			log.Error("bootstrap failed", "err", err.Error())
+			os.Exit(1)
+		}
+		log.Info("bootstrap done", "table_prefix", cfg.TablePrefix, "topic_arn", arn, "audio_bucket", cfg.AudioBucket)
 	}
 	a, err := app.New(ctx, cfg, clients, log)
 	if err != nil {
@@ -55,7 +67,7 @@ func main() {
 	}
 	srv := &http.Server{
 		Addr:              net.JoinHostPort(app.Getenv("HOST"), port),
-		Handler:           a.Handler(),
+		Handler:           corsPreflight(splitOrigins(app.Getenv("CORS_ALLOWED_ORIGINS")), a.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	if srv.Addr == ":"+port {

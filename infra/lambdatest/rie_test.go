@@ -655,6 +655,26 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 				}
 			}},
 		}},
+		// The export streams from its own Function URL (a fresh user: the CSV
+		// header line only), and answers only its route.
+		{app.FnExport, []check{
+			{request{method: "GET", path: "/v1/usage/export", query: "format=csv", token: userTok},
+				func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
+					if resp.StatusCode != http.StatusOK {
+						t.Fatalf("status %d, want 200: %s", resp.StatusCode, body)
+					}
+					if ct := header(resp, "Content-Type"); !strings.HasPrefix(ct, "text/csv") {
+						t.Errorf("Content-Type = %q, want text/csv", ct)
+					}
+					if lines := strings.Split(strings.TrimSpace(string(body)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], ",") {
+						t.Errorf("fresh user: want only the CSV header line, got %q", body)
+					}
+				}},
+			{request{method: "GET", path: "/v1/usage", token: userTok},
+				func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {
+					wantError(t, q, resp, body, http.StatusNotFound, "not_found")
+				}},
+		}},
 		{app.FnChat, []check{
 			// A free user with no credits and no key: byok_first has no BYOK route
 			// and an empty balance, so 402 before any upstream call (SPEC §8).

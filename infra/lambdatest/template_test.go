@@ -121,10 +121,24 @@ func symbolic(tag string) intrinsics.IntrinsicHandler {
 	}
 }
 
+// symbolicRef is symbolic("!Ref"), but a list parameter (CommaDelimitedList)
+// stays a list, ["!Ref X"], where typed properties want one.
+func symbolicRef(name string, in, tmpl any) any {
+	if n, ok := in.(string); ok {
+		doc, _ := tmpl.(map[string]any)
+		params, _ := doc["Parameters"].(map[string]any)
+		if p, _ := params[n].(map[string]any); p != nil && p["Type"] == "CommaDelimitedList" {
+			return []any{"!Ref " + n}
+		}
+	}
+	return symbolic("!Ref")(name, in, tmpl)
+}
+
 func processorOptions() *intrinsics.ProcessorOptions {
 	return &intrinsics.ProcessorOptions{
 		IntrinsicHandlerOverrides: map[string]intrinsics.IntrinsicHandler{
-			"Ref":        symbolic("!Ref"),
+			"Ref":        symbolicRef,
+			"Fn::If":     symbolic("!If"),
 			"Fn::GetAtt": symbolic("!GetAtt"),
 			"Fn::Sub":    symbolic("!Sub"),
 			"Fn::Equals": symbolic("!Equals"),
@@ -135,9 +149,41 @@ func processorOptions() *intrinsics.ProcessorOptions {
 	}
 }
 
+// untyped are properties goformation's types cannot hold (a symbolic !If in
+// an integer field) or do not model (SAM's HttpApi AccessLogSettings): they
+// are dropped from the typed view; tests read them with rawResource.
+var untyped = map[string][]string{
+	"AWS::Serverless::Function": {"ReservedConcurrentExecutions"},
+	"AWS::Serverless::HttpApi":  {"AccessLogSettings", "DefaultRouteSettings"},
+}
+
 func loadTemplate(t *testing.T) *cloudformation.Template {
 	t.Helper()
-	tmpl, err := goformation.OpenWithOptions(filepath.Join(repoRoot(t), "template.yaml"), processorOptions())
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := intrinsics.ProcessYAML(data, processorOptions())
+	if err != nil {
+		t.Fatalf("process template.yaml: %v", err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(js, &doc); err != nil {
+		t.Fatal(err)
+	}
+	resources, _ := doc["Resources"].(map[string]any)
+	for _, r := range resources {
+		res, _ := r.(map[string]any)
+		props, _ := res["Properties"].(map[string]any)
+		for _, k := range untyped[fmt.Sprint(res["Type"])] {
+			delete(props, k)
+		}
+	}
+	if js, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	// Already processed: no intrinsics are left for goformation to resolve.
+	tmpl, err := goformation.ParseJSONWithOptions(js, &intrinsics.ProcessorOptions{})
 	if err != nil {
 		t.Fatalf("parse template.yaml with goformation: %v", err)
 	}
@@ -160,6 +206,7 @@ func rawResource(t *testing.T, id string) map[string]any {
 	var doc struct {
 		Resources map[string]struct {
 			Properties map[string]any
+			DependsOn  any
 		}
 	}
 	if err := json.Unmarshal(js, &doc); err != nil {
@@ -651,13 +698,17 @@ func TestParametersAndEnvironment(t *testing.T) {
 	tmpl := loadTemplate(t)
 	p := tmpl.Parameters
 	for _, name := range []string{"TablePrefix", "NotificationEmail", "DefaultRoutingMode", "AuthIssuer", "AuthAudience",
-		"AuthJwksUrl", "AuthJwtSecret", "ChatAllowedOrigins", "CopilotDefaultModel"} {
+		"AuthJwksUrl", "AuthJwtSecretArn", "CorsAllowedOrigins", "CopilotDefaultModel", "HttpApiThrottleRate",
+		"HttpApiThrottleBurst", "ChatReservedConcurrency", "RevalidatorReservedConcurrency"} {
 		if _, ok := p[name]; !ok {
 			t.Errorf("parameter %s missing", name)
 		}
 	}
-	if s := p["AuthJwtSecret"]; s.NoEcho == nil || !*s.NoEcho {
-		t.Error("AuthJwtSecret must be NoEcho")
+	// The HS256 secret is never a parameter (nor an environment variable).
+	for name, param := range p {
+		if param.NoEcho != nil && *param.NoEcho {
+			t.Errorf("parameter %s is NoEcho: secrets go in Secrets Manager, by ARN", name)
+		}
 	}
 	var modes []string
 	for _, m := range p["DefaultRoutingMode"].AllowedValues {
@@ -675,7 +726,7 @@ func TestParametersAndEnvironment(t *testing.T) {
 		"TABLE_PREFIX":         "!Ref TablePrefix",
 		"SNS_TOPIC_ARN":        "!Ref EventsTopic",
 		"DEFAULT_ROUTING_MODE": "!Ref DefaultRoutingMode",
-		"AUTH_JWT_SECRET":      "!Ref AuthJwtSecret",
+		"AUTH_JWT_SECRET_ARN":  "!If [UseJwks, !Ref AWS::NoValue, " + jwtSecretArn + "]",
 		"AUTH_JWKS_URL":        "!Ref AuthJwksUrl",
 		"AUTH_ISSUER":          "!Ref AuthIssuer",
 		"AUTH_AUDIENCE":        "!Ref AuthAudience",
@@ -708,7 +759,7 @@ func TestParametersAndEnvironment(t *testing.T) {
 		env := effectiveFunction(t, tmpl, f).Env
 		if id == "ChatFunction" {
 			for _, k := range read {
-				if _, ok := env[k]; !ok && !slices.Contains(internalKeyEnv, k) && !slices.Contains(lambdaProvided, k) {
+				if _, ok := env[k]; !ok && !slices.Contains(internalKeyEnv, k) && !slices.Contains(lambdaProvided, k) && k != "AUTH_JWT_SECRET" {
 					t.Errorf("%s: %s (read by app.ConfigFromEnv) is not set", id, k)
 				}
 			}
@@ -733,6 +784,10 @@ func TestParametersAndEnvironment(t *testing.T) {
 			if _, has := env[k]; has {
 				t.Errorf("%s: %s must not be in the template (the keys live in InternalProviderKeysSecret)", id, k)
 			}
+		}
+		// Anyone with lambda:GetFunctionConfiguration reads the environment.
+		if _, has := env["AUTH_JWT_SECRET"]; has {
+			t.Errorf("%s: AUTH_JWT_SECRET must not be in the template (AUTH_JWT_SECRET_ARN names the secret)", id)
 		}
 		for k, v := range wantEnv {
 			if env[k] != v {
@@ -877,10 +932,15 @@ func grants(t *testing.T, tmpl *cloudformation.Template, role string) []string {
 	return out
 }
 
+// jwtSecretArn is the HS256 token secret: the operator's, or the generated one.
+const jwtSecretArn = "!If [HasJwtSecretArn, !Ref AuthJwtSecretArn, !Ref AuthJwtSecret]"
+
 func TestLeastPrivilege(t *testing.T) {
 	tmpl := loadTemplate(t)
 	const table, key, topic = "!GetAtt MainTable.Arn", "!GetAtt EncryptionKey.Arn", "!Ref EventsTopic"
 	const ledger, usage, secret = "!GetAtt CreditTransactionsTable.Arn", "!GetAtt UsageTable.Arn", "!Ref InternalProviderKeysSecret"
+	const audio = "!Sub ${AudioBucket.Arn}/*"
+	jwt := []string{"secretsmanager:GetSecretValue on " + jwtSecretArn}
 	on := func(res string, actions ...string) []string {
 		out := make([]string, len(actions))
 		for i, a := range actions {
@@ -892,18 +952,24 @@ func TestLeastPrivilege(t *testing.T) {
 	// IAM action: each item is authorized as PutItem/UpdateItem/DeleteItem/
 	// ConditionCheckItem on its table (credits.Ledger: reserve, settle and
 	// release from chat, Grant from admin).
+	// Every function that verifies tokens reads the HS256 secret (jwt).
 	want := map[string][]string{
+		// keys.Service: GetSettings (GetItem), GetUser (Query), PutKey (PutItem),
+		// DeleteKey (DeleteItem); Seal (GenerateDataKey). No route opens a key or
+		// updates one in place.
 		"KeysFunction": slices.Concat(
-			on(table, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-			on(key, "kms:GenerateDataKey", "kms:Decrypt"),
-			on(topic, "sns:Publish")),
+			on(table, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+			on(key, "kms:GenerateDataKey"),
+			on(topic, "sns:Publish"), jwt),
+		// keys.Service.Test: GetUser (Query), Open (Decrypt), Record ->
+		// UpdateKeyStatus (UpdateItem).
 		"ValidateFunction": slices.Concat(
-			on(table, "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem"),
+			on(table, "dynamodb:Query", "dynamodb:UpdateItem"),
 			on(key, "kms:Decrypt"),
-			on(topic, "sns:Publish")),
+			on(topic, "sns:Publish"), jwt),
 		"AdminFunction": slices.Concat(
 			on(table, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
-			on(ledger, "dynamodb:PutItem")),
+			on(ledger, "dynamodb:PutItem"), jwt),
 		"ChatFunction": slices.Concat(
 			on(table, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
 				"dynamodb:ConditionCheckItem"),
@@ -911,22 +977,30 @@ func TestLeastPrivilege(t *testing.T) {
 			on(usage, "dynamodb:PutItem"),
 			on(key, "kms:Decrypt"),
 			on(topic, "sns:Publish"),
-			on(secret, "secretsmanager:GetSecretValue")),
+			on(secret, "secretsmanager:GetSecretValue"),
+			// shared/audio: presigned PUT, read and delete of <user>/<upload>.
+			on(audio, "s3:PutObject", "s3:GetObject", "s3:DeleteObject"), jwt),
 		// GET /v1/credits: credits.Ledger Balance (GetItem of the account) and
-		// List (Query of the ledger); GET /v1/usage and /v1/usage/export:
-		// usage.Service Query of api_key_usage and of credit_transactions.
+		// List (Query of the ledger); GET /v1/usage: usage.Service Query of
+		// api_key_usage and of credit_transactions.
 		"UsageFunction": slices.Concat(
 			on(table, "dynamodb:GetItem"),
 			on(ledger, "dynamodb:Query"),
-			on(usage, "dynamodb:Query")),
+			on(usage, "dynamodb:Query"), jwt),
+		// GET /v1/usage/export: the same two Queries, streamed.
+		"ExportFunction": slices.Concat(
+			on(ledger, "dynamodb:Query"),
+			on(usage, "dynamodb:Query"), jwt),
 		// shared/revalidate: store.ScanKeys (parallel Scan), store.GetAccount
 		// (GetItem), keys.Service.Record -> store.UpdateKeyStatus (conditional
 		// UpdateItem) and the transition event (sns:Publish); vault.Open
 		// (kms:Decrypt). Then credits.Ledger.ReleaseStale: Scan of the ledger,
 		// Release transactions (account UpdateItem, REQ# UpdateItem, ledger row
 		// PutItem) and GetItem of the request state on a conflict.
+		// The single-pass lease row (revalidate.Lease): conditional PutItem,
+		// UpdateItem to renew, DeleteItem to release. No token verifier.
 		logicalID(fnRevalidator): slices.Concat(
-			on(table, "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"),
+			on(table, "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
 			on(ledger, "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"),
 			on(key, "kms:Decrypt"),
 			on(topic, "sns:Publish")),
@@ -1042,7 +1116,7 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Error("key policy must let the account root administer the key")
 	}
 	wantUsers := map[string][]string{
-		"!GetAtt " + roleOf["KeysFunction"] + ".Arn":           {"kms:Decrypt", "kms:GenerateDataKey"},
+		"!GetAtt " + roleOf["KeysFunction"] + ".Arn":           {"kms:GenerateDataKey"},
 		"!GetAtt " + roleOf["ValidateFunction"] + ".Arn":       {"kms:Decrypt"},
 		"!GetAtt " + roleOf["ChatFunction"] + ".Arn":           {"kms:Decrypt"},
 		"!GetAtt " + roleOf[logicalID(fnRevalidator)] + ".Arn": {"kms:Decrypt"},
@@ -1155,10 +1229,10 @@ func TestScheduledFunctions(t *testing.T) {
 			if want := []string{schedules[fn]}; !slices.Equal(scheduled, want) {
 				t.Errorf("schedules = %q, want exactly %q", scheduled, want)
 			}
-			// One pass at a time: a second invocation waits in the async queue.
-			if r := f.ReservedConcurrentExecutions; r == nil || *r != 1 {
-				t.Errorf("ReservedConcurrentExecutions = %v, want 1", describeInt(r))
-			}
+			// One pass at a time is the lease's job (revalidate.Lease); a reserved
+			// concurrency is optional, off by default, since Lambda refuses one
+			// that leaves under 10 unreserved (new accounts' quota is often 10).
+			wantOptionalReservation(t, tmpl, id, "RevalidatorReservedConcurrency")
 			e := effectiveFunction(t, tmpl, f)
 			if n, err := strconv.Atoi(e.Env["REVALIDATE_CONCURRENCY"]); fn == fnRevalidator && (err != nil || n <= 0) {
 				t.Errorf("REVALIDATE_CONCURRENCY = %q, want a positive integer", e.Env["REVALIDATE_CONCURRENCY"])
@@ -1170,9 +1244,24 @@ func TestScheduledFunctions(t *testing.T) {
 	}
 }
 
-func describeInt(p *int) string {
-	if p == nil {
-		return "unset"
+// wantOptionalReservation checks that function id reserves concurrency only
+// when parameter param (default 0) is non-zero.
+func wantOptionalReservation(t *testing.T, tmpl *cloudformation.Template, id, param string) {
+	t.Helper()
+	p, ok := tmpl.Parameters[param]
+	if !ok {
+		t.Fatalf("parameter %s missing", param)
 	}
-	return strconv.Itoa(*p)
+	if p.Type != "Number" || fmt.Sprint(p.Default) != "0" {
+		t.Errorf("%s: Type %s Default %v, want Number 0 (off)", param, p.Type, p.Default)
+	}
+	got := fmt.Sprint(rawResource(t, id)["ReservedConcurrentExecutions"])
+	prefix, ok := strings.CutPrefix(got, "!If [")
+	cond, rest, _ := strings.Cut(prefix, ", ")
+	if want := "!Ref " + param + ", !Ref AWS::NoValue]"; !ok || rest != want {
+		t.Fatalf("%s ReservedConcurrentExecutions = %s, want !If [<cond>, %s", id, got, want)
+	}
+	if c, want := fmt.Sprint(tmpl.Conditions[cond]), "!Not [!Equals [!Ref "+param+", 0]]"; c != want {
+		t.Errorf("condition %s = %s, want %s", cond, c, want)
+	}
 }

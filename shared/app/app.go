@@ -17,11 +17,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/synthstack/byok/shared/admin"
 	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/audio"
 	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/awsclient"
 	"github.com/synthstack/byok/shared/chat"
@@ -60,9 +62,11 @@ type Config struct {
 	// BodyLimits bound the AI routes' request bodies (Lambda's 6 MB there).
 	BodyLimits   chat.Limits
 	CopilotModel string
-	Auth         auth.Config
-	Endpoints    provider.Endpoints
-	Getenv       func(string) string
+	// AudioBucket holds large audio uploads (AUDIO_BUCKET); empty = none.
+	AudioBucket string
+	Auth        auth.Config
+	Endpoints   provider.Endpoints
+	Getenv      func(string) string
 	// NoVerifier wires no token verifier: for functions that serve no
 	// request (the revalidator), so auth configuration cannot stop them.
 	NoVerifier bool
@@ -89,6 +93,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		UpstreamMaxResponseBytes: intEnv(getenv, "UPSTREAM_MAX_RESPONSE_BYTES", 32<<20),
 		BodyLimits:               chat.LimitsFor(getenv),
 		CopilotModel:             getenv("COPILOT_DEFAULT_MODEL"),
+		AudioBucket:              getenv("AUDIO_BUCKET"),
 		Auth:                     auth.ConfigFromEnv(getenv),
 		Endpoints:                provider.EndpointsFromEnv(getenv),
 		Getenv:                   getenv,
@@ -115,12 +120,17 @@ type Clients struct {
 	KMS      *kms.Client
 	SNS      *sns.Client
 	SQS      *sqs.Client
+	S3       *s3.Client
 }
 
-// NewClients builds the AWS clients from an SDK config.
+// NewClients builds the AWS clients from an SDK config. S3 uses path-style
+// addresses when AWS_ENDPOINT_URL points at an emulator (which has no
+// per-bucket host names).
 func NewClients(cfg aws.Config) Clients {
+	pathStyle := Getenv("AWS_ENDPOINT_URL") != ""
 	return Clients{DynamoDB: dynamodb.NewFromConfig(cfg), KMS: kms.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg),
-		SQS: sqs.NewFromConfig(cfg)}
+		SQS: sqs.NewFromConfig(cfg),
+		S3:  s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = pathStyle })}
 }
 
 // NewLogger returns the JSON slog logger writing to stdout.
@@ -143,8 +153,13 @@ type App struct {
 	Webhooks *webhooks.Service
 	// Events publishes notifications (events.Nop without a topic).
 	Events events.Publisher
+	// Audio holds large audio uploads (POST /v1/audio/uploads).
+	Audio *audio.Store
 	// VaultErr is why the vault is disabled (nil when configured).
 	VaultErr error
+	// InternalKeys, when set, refreshes the chat routes' platform keys from
+	// their secret (INTERNAL_KEYS_SECRET_ARN, INTERNAL_KEYS_TTL).
+	InternalKeys *InternalKeys
 }
 
 // New wires an App. A missing or malformed ENCRYPTION_KEY (with no KMS key)
@@ -183,7 +198,14 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 		Store: st, Sealer: v, Validator: provider.NewValidator(httpClient, cfg.Endpoints, 10*time.Second),
 		Events: pub, DefaultMode: cfg.DefaultMode, Log: log,
 	}
+	var audioStore *audio.Store
+	if c.S3 != nil {
+		audioStore = audio.New(c.S3, cfg.AudioBucket, log)
+	} else {
+		audioStore = &audio.Store{Log: log} // answers 503: no bucket
+	}
 	return &App{
+		Audio:    audioStore,
 		Log:      log,
 		Verifier: ver,
 		Store:    st,
@@ -240,10 +262,35 @@ const (
 	FnAdmin    = "admin"
 	FnChat     = "chat"
 	FnUsage    = "usage"
+	// FnExport streams GET /v1/usage/export from its own Function URL: the
+	// HTTP API in front of usage buffers answers (6 MB, 30 s).
+	FnExport = "export"
 )
 
+// exportRoute is the usage route served by FnExport instead of FnUsage.
+const exportRoute = "GET /v1/usage/export"
+
 // Functions lists every HTTP-serving function.
-func Functions() []string { return []string{FnKeys, FnValidate, FnAdmin, FnChat, FnUsage} }
+func Functions() []string { return []string{FnKeys, FnValidate, FnAdmin, FnChat, FnUsage, FnExport} }
+
+// routeFilter registers only the patterns keep accepts, so one service's
+// routes can be split across two functions.
+type routeFilter struct {
+	httpx.Router
+	keep func(pattern string) bool
+}
+
+func (f routeFilter) Handle(p string, h http.Handler) {
+	if f.keep(p) {
+		f.Router.Handle(p, h)
+	}
+}
+
+func (f routeFilter) HandleFunc(p string, h func(http.ResponseWriter, *http.Request)) {
+	if f.keep(p) {
+		f.Router.HandleFunc(p, h)
+	}
+}
 
 // register adds the routes of the named functions (all when names is empty);
 // public gets the routes served without a token (the settings page's files).
@@ -261,11 +308,19 @@ func (a *App) register(mux, public httpx.Router, names ...string) {
 		a.Admin.Register(mux)
 	}
 	if has(FnChat) {
-		a.Chat.Register(mux)
+		a.Audio.Register(mux)
+		if a.InternalKeys != nil {
+			a.Chat.Register(routeAll{mux, newKeyedChat(a.Chat, a.InternalKeys)})
+		} else {
+			a.Chat.Register(mux)
+		}
 	}
 	if has(FnUsage) {
 		a.Credits.Register(mux)
-		a.Usage.Register(mux)
+		a.Usage.Register(routeFilter{mux, func(p string) bool { return p != exportRoute }})
+	}
+	if has(FnExport) {
+		a.Usage.Register(routeFilter{mux, func(p string) bool { return p == exportRoute }})
 	}
 }
 
@@ -273,7 +328,7 @@ func (a *App) register(mux, public httpx.Router, names ...string) {
 // as the code registers them.
 func Routes() map[string][]string {
 	a := &App{Keys: &keys.Service{}, Admin: &admin.Service{}, Chat: &chat.Executor{}, Credits: &usage.CreditsService{}, Usage: &usage.Service{},
-		Webhooks: &webhooks.Service{}}
+		Webhooks: &webhooks.Service{}, Audio: &audio.Store{}}
 	out := map[string][]string{}
 	for _, fn := range Functions() {
 		rec := &httpx.RouteRecorder{}
@@ -339,12 +394,19 @@ func FromEnv(ctx context.Context, log *slog.Logger, opts ...Option) (*App, Clien
 		}
 		cfg.Auth.HS256Secret = secret
 	}
+	var ik *InternalKeys
 	if arn := Getenv("INTERNAL_KEYS_SECRET_ARN"); arn != "" {
-		if err := LoadInternalKeys(ctx, secretsmanager.NewFromConfig(awsCfg), arn, cfg.InternalKeys); err != nil {
+		ik = &InternalKeys{SM: secretsmanager.NewFromConfig(awsCfg), ARN: arn, Base: cfg.InternalKeys,
+			TTL: durationEnv(Getenv, "INTERNAL_KEYS_TTL", DefaultInternalKeysTTL), Log: log}
+		if err := ik.Load(ctx); err != nil {
 			return nil, c, err
 		}
+		cfg.InternalKeys = ik.Current(ctx)
 	}
 	a, err := New(ctx, cfg, c, log)
+	if a != nil {
+		a.InternalKeys = ik
+	}
 	return a, c, err
 }
 
