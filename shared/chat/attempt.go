@@ -251,6 +251,9 @@ func (s *sseWriter) write(event string, data []byte) bool {
 		s.c.w.WriteHeader(http.StatusOK)
 		s.out.bytesSent = true
 		s.out.ttft = time.Since(s.c.start)
+		if s.c.onFirstByte != nil {
+			s.c.onFirstByte()
+		}
 	}
 	s.buf = s.buf[:0]
 	if event != "" {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/synthstack/byok/shared/apperr"
@@ -45,6 +46,8 @@ type call struct {
 	ledgerID string
 	fallback string
 	usedKeys []string // every key sent upstream for this request (scrubbed from what we relay)
+	// onFirstByte runs when a stream's first byte goes to the client.
+	onFirstByte func()
 
 	// The neutral request an adapter provider was sent (native.go).
 	nChat  *schema.ChatRequest
@@ -291,8 +294,28 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 	// What was reserved is what is sent: a request with no output cap gets
 	// the default cap it was reserved for (the BYOK route sends it as written).
 	c.req.SendCap = credits.DefaultMaxOutputTokens
+	// A stream marks its reservation delivered at its first byte, off the
+	// answer's path: if this invocation dies mid-stream, the daily sweep
+	// charges the reservation instead of refunding a delivered answer
+	// (docs/api.md §9). Settle waits for the mark so the two never race.
+	marked := make(chan struct{})
+	var markOnce sync.Once
+	c.onFirstByte = func() {
+		markOnce.Do(func() {
+			go func() {
+				defer close(marked)
+				mctx, cancel := x.detached(ctx)
+				defer cancel()
+				if err := x.Ledger.MarkDelivered(mctx, c.userID, c.ledgerID); err != nil {
+					httpx.Logger(ctx, x.Log).Warn("could not mark the credit reservation delivered", "err", err.Error())
+				}
+			}()
+		})
+	}
 	out := c.attempt(ctx, key)
-	c.req.SendCap = 0
+	c.req.SendCap, c.onFirstByte = 0, nil
+	markOnce.Do(func() { close(marked) }) // no stream byte: nothing to mark
+	<-marked
 	finished = true
 	bg, cancel := x.detached(ctx)
 	defer cancel()
@@ -305,7 +328,7 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 		rec.Credits = actual
 		charged, err := x.Ledger.Settle(bg, c.userID, c.ledgerID, reserved, actual, rec.Meta())
 		if err != nil {
-			httpx.Logger(ctx, x.Log).Error("credit settle failed; the reservation stands", "err", err.Error(), "reserved", reserved)
+			httpx.Logger(ctx, x.Log).Error("credit settle failed; the ledger logged what became of the reservation", "err", err.Error(), "reserved", reserved)
 		}
 		if err := x.Limiter.AddTokens(bg, c.userID, out.usage.input+out.usage.output); err != nil {
 			httpx.Logger(ctx, x.Log).Error("token count failed", "err", err.Error())

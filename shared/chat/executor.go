@@ -38,6 +38,9 @@ type Ledger interface {
 	Reserve(ctx context.Context, userID, requestID string, amount int64) error
 	Settle(ctx context.Context, userID, requestID string, reserved, actual int64, meta map[string]any) (int64, error)
 	Release(ctx context.Context, userID, requestID string, reserved int64, meta map[string]any) error
+	// MarkDelivered records that the answer started reaching the client, so
+	// a reservation its request never finishes is charged, not refunded.
+	MarkDelivered(ctx context.Context, userID, requestID string) error
 }
 
 // Limiter enforces the credits route's tier limits (ratelimit.Limiter).

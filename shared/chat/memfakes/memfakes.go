@@ -54,6 +54,9 @@ func (Ledger) Settle(context.Context, string, string, int64, int64, map[string]a
 // Release does nothing.
 func (Ledger) Release(context.Context, string, string, int64, map[string]any) error { return nil }
 
+// MarkDelivered records nothing.
+func (Ledger) MarkDelivered(context.Context, string, string) error { return nil }
+
 // Limiter admits everything.
 type Limiter struct{}
 
