@@ -44,9 +44,10 @@ screenshots:
 rewrap:
 	$(GO) run ./infra/rewrap
 
-## bench: the SPEC §14 performance suite (starts its own moto_server); writes docs/performance.md
+## bench: the SPEC §14 performance suite (starts its own moto_server); fails naming any row not met;
+##        WRITE=1 also writes docs/performance.md
 bench:
-	GO="$(GO)" $(GO) run ./infra/bench
+	GO="$(GO)" $(GO) run ./infra/bench $(if $(WRITE),-write)
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 fuzz:

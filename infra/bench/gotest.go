@@ -104,8 +104,8 @@ func tail(s string, n int) string {
 const hotPathCmd = "go test -run '^$' -bench '^BenchmarkHotPath$' -benchmem -count 5 ./shared/chat/"
 
 func (b *Bench) rowHotPath() {
-	const what = "hot path in process (auth, key row, cached unwrap, routing), fake storage"
-	const target = "≤ 50 µs/op"
+	const what = "hot path in process (auth, the one request parse, key row, cached unwrap, routing), fake storage"
+	const target = "≤ 25 µs/op"
 	out, err := b.runGo(5*time.Minute, nil, "test", "-run", "^$", "-bench", "^BenchmarkHotPath$", "-benchmem", "-count", "5", "./shared/chat/")
 	lines := benchNamed(parseBench(out), "BenchmarkHotPath")
 	if err != nil || len(lines) == 0 {
@@ -121,7 +121,7 @@ func (b *Bench) rowHotPath() {
 	}
 	med := medianF(ns)
 	b.add(Row{"1", what, target, fmt.Sprintf("%.1f µs/op (median of %d; %.0f B/op, %.0f allocs/op)", med/1000, len(ns), medianF(bop), medianF(allocs)),
-		verdict(med <= 50_000)})
+		verdict(med <= 25_000)})
 	var runs []string
 	for _, v := range ns {
 		runs = append(runs, fmt.Sprintf("%.0f", v))
@@ -243,28 +243,38 @@ func (b *Bench) rowWarmIO() {
 	b.detail("%s", sb.String())
 }
 
-var revalBenchRe = regexp.MustCompile(`(?m)^func (BenchmarkRevalidate10k)\(`)
+// revalBenchRe finds the revalidator benchmarks: BenchmarkRevalidate100k
+// is SPEC §14's row as it stands; BenchmarkRevalidate10k is its former
+// (10,000 keys in 60 s) form.
+var revalBenchRe = regexp.MustCompile(`(?m)^func (BenchmarkRevalidate(?:100k|10k))\(`)
 
 func (b *Bench) rowRevalidator() {
 	const what = "revalidator"
-	const target = "10,000 keys against a 50 ms mock in ≤ 60 s"
+	const target = "100,000 keys against a 50 ms mock in ≤ 120 s, within one 15-minute invocation or fanned out"
 	dir := filepath.Join(b.root, "shared", "revalidate")
 	files, _ := filepath.Glob(filepath.Join(dir, "*_test.go"))
-	found := false
+	found := map[string]bool{}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
-		if err == nil && revalBenchRe.Match(data) {
-			found = true
+		if err != nil {
+			continue
+		}
+		for _, m := range revalBenchRe.FindAllSubmatch(data, -1) {
+			found[string(m[1])] = true
 		}
 	}
-	if !found {
-		b.skip("7", what, target, "not measured yet (no BenchmarkRevalidate10k in shared/revalidate)")
-		b.detail("### Row 7 — revalidator\n\nNot measured yet: shared/revalidate has no `BenchmarkRevalidate10k` at the time of this run.\n")
+	name, keys, limit := "BenchmarkRevalidate100k", 100_000, 120.0
+	if !found[name] {
+		name, keys = "BenchmarkRevalidate10k", 10_000
+	}
+	if !found[name] {
+		b.skip("7", what, target, "not measured yet (no BenchmarkRevalidate100k or BenchmarkRevalidate10k in shared/revalidate)")
+		b.detail("### Row 7 — revalidator\n\nNot measured yet: shared/revalidate has no revalidator benchmark at the time of this run.\n")
 		return
 	}
-	const cmdline = "go test -run '^$' -bench '^BenchmarkRevalidate10k$' -benchtime 1x -count 1 ./shared/revalidate/"
-	out, err := b.runGo(8*time.Minute, b.awsEnv, "test", "-run", "^$", "-bench", "^BenchmarkRevalidate10k$", "-benchtime", "1x", "-count", "1", "./shared/revalidate/")
-	lines := benchNamed(parseBench(out), "BenchmarkRevalidate10k")
+	cmdline := "go test -run '^$' -bench '^" + name + "$' -benchtime 1x -count 1 ./shared/revalidate/"
+	out, err := b.runGo(8*time.Minute, b.awsEnv, "test", "-run", "^$", "-bench", "^"+name+"$", "-benchtime", "1x", "-count", "1", "./shared/revalidate/")
+	lines := benchNamed(parseBench(out), name)
 	if len(lines) == 0 {
 		b.skip("7", what, target, fmt.Sprintf("benchmark failed: %v", err))
 		b.detail("### Row 7 — revalidator\n\n`%s` failed:\n\n```\n%s\n```\n", cmdline, tail(out, 30))
@@ -281,17 +291,24 @@ func (b *Bench) rowRevalidator() {
 			extra = append(extra, fmt.Sprintf("%s %s", strconv.FormatFloat(l.Metrics[u], 'f', -1, 64), u))
 		}
 	}
-	m := fmt.Sprintf("%.1f s per 10,000-key pass", secs)
+	m := fmt.Sprintf("%.1f s per %d-key pass", secs, keys)
 	if len(extra) > 0 {
 		m += " (" + strings.Join(extra, ", ") + ")"
 	}
 	if err != nil {
 		m += fmt.Sprintf("; the benchmark run exited with %v (see details)", err)
 	}
-	b.add(Row{"7", what, target, m, verdict(secs <= 60 && err == nil)})
+	v := verdict(secs <= limit && err == nil)
+	if keys != 100_000 {
+		// The 10,000-key pass does not show the 100,000-key target: say what
+		// it suggests, and leave the verdict open.
+		m += fmt.Sprintf("; the 100,000-key pass has no benchmark yet (at this rate it would take about %.0f s)", secs*10)
+		v = notMeasured
+	}
+	b.add(Row{"7", what, target, m, v})
 	b.detail("### Row 7 — revalidator\n\n`%s` (run with the emulator's AWS_ENDPOINT_URL in its environment). "+
 		"The verdict uses the benchmark's %s. The benchmark's own description:\n\n%s\n\nOutput (tail):\n\n```\n%s\n```\n",
-		cmdline, basis, benchDoc(files, "BenchmarkRevalidate10k"), tail(out, 10))
+		cmdline, basis, benchDoc(files, name), tail(out, 10))
 }
 
 // benchDoc returns the doc comment of func name in files, as a quote.
