@@ -114,7 +114,19 @@ func main() {
 	out := flag.String("out", "docs/performance.md", "report path (relative to the repository root), written with -write")
 	write := flag.Bool("write", os.Getenv("BENCH_WRITE") == "1", "write the report to -out (default from BENCH_WRITE=1)")
 	quick := flag.Bool("quick", false, "shorter runs (for trying the program; the committed report uses the default)")
+	only := flag.String("rows", "", "comma-separated rows to run (e.g. 2,8,9; rows 2, 3, 4 and 8 run together), for trying changes; default all")
 	flag.Parse()
+	want := func(ids ...string) bool {
+		if *only == "" {
+			return true
+		}
+		for _, f := range strings.Split(*only, ",") {
+			if slices.Contains(ids, strings.TrimSpace(f)) {
+				return true
+			}
+		}
+		return false
+	}
 
 	root, err := repoRoot()
 	if err != nil {
@@ -129,39 +141,60 @@ func main() {
 	machine := describeMachine(b)
 	b.logf("%s", machine.oneLine())
 
-	// The emulator for row 5 and the "moto storage" variants of rows 2–4.
-	if m, err := startMoto(); err != nil {
-		b.logf("no AWS emulator: %v", err)
-		b.note("No AWS emulator: %v. The rows that need one are reported as not measured.", err)
-	} else {
-		b.moto = m
-		defer m.Stop()
-		b.awsEnv = m.Env()
-		b.logf("AWS emulator: %s (%s)", m.URL, m.Kind)
+	// The emulator for row 5 and the moto-storage row 2.
+	if want("5", "2") {
+		if m, err := startMoto(); err != nil {
+			b.logf("no AWS emulator: %v", err)
+			b.note("No AWS emulator: %v. The rows that need one are reported as not measured.", err)
+		} else {
+			b.moto = m
+			defer m.Stop()
+			b.awsEnv = m.Env()
+			b.logf("AWS emulator: %s (%s)", m.URL, m.Kind)
+		}
 	}
 
-	b.stage(1, "hot path (go test -bench BenchmarkHotPath -count 5)")
-	b.rowHotPath()
-	b.stage(2, "added latency / streaming / throughput and the bare proxy, in-memory storage")
-	zero := b.rowsLoad(storageMemory)
-	b.rowProxy(zero)
-	b.stage(9, "added latency with the storage latency model ("+storageDelay.String()+" per call)")
-	b.rowStorageModel(zero)
-	if b.moto != nil {
-		b.stage(2, "added latency, moto storage (informational)")
-		b.rowsLoad(storageMoto)
-	} else {
-		r := loadRowDefs[0]
-		b.skip(r.id+" (moto storage)", r.what, r.target, "no AWS emulator (moto_server not on PATH and AWS_ENDPOINT_URL unset)")
+	if want("1") {
+		b.stage(1, "hot path (go test -bench BenchmarkHotPath -count 5)")
+		b.rowHotPath()
 	}
-	b.stage(2, "cross-check: the Go benchmarks of rows 2–4 (in-memory storage)")
-	b.crossCheckGoBenchmarks()
-	b.stage(5, "warm BYOK request I/O (go test -run TestWarmBYOKRequestIO)")
-	b.rowWarmIO()
-	b.stage(6, "Lambda init and binary sizes")
-	b.rowLambdaInit()
-	b.stage(7, "revalidator")
-	b.rowRevalidator()
+	var zero *loadFigures
+	if want("2", "3", "4", "8") {
+		b.stage(2, "added latency / streaming / throughput and the bare proxy, in-memory storage")
+		zero = b.rowsLoad(storageMemory)
+		b.rowProxy(zero)
+	}
+	if want("9") {
+		b.stage(9, "added latency with the storage latency model ("+storageDelay.String()+" per call)")
+		b.rowStorageModel(zero)
+	}
+	if want("2") {
+		if b.moto != nil {
+			b.stage(2, "added latency, moto storage (informational)")
+			b.rowsLoad(storageMoto)
+		} else {
+			r := loadRowDefs[0]
+			b.skip(r.id+" (moto storage)", r.what, r.target, "no AWS emulator (moto_server not on PATH and AWS_ENDPOINT_URL unset)")
+		}
+		b.stage(2, "cross-check: the Go benchmarks of rows 2–4 (in-memory storage)")
+		b.crossCheckGoBenchmarks()
+	}
+	if want("5") {
+		b.stage(5, "warm BYOK request I/O (go test -run TestWarmBYOKRequestIO)")
+		b.rowWarmIO()
+	}
+	if want("6") {
+		b.stage(6, "Lambda init and binary sizes")
+		b.rowLambdaInit()
+	}
+	if want("7") {
+		b.stage(7, "revalidator")
+		b.rowRevalidator()
+	}
+	if *only != "" && *write {
+		fmt.Fprintln(os.Stderr, "bench: -rows measures part of the suite; not writing the report")
+		*write = false
+	}
 
 	total := time.Since(b.start)
 	b.sortRows()
