@@ -110,7 +110,11 @@ func (b *Bench) warn(err error, format string, a ...any) {
 	b.logf("%s: %v", fmt.Sprintf(format, a...), err)
 }
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is the suite; its result is the exit code (deferred clean-ups, such
+// as stopping moto_server, run before the exit).
+func run() int {
 	out := flag.String("out", "docs/performance.md", "report path (relative to the repository root), written with -write")
 	write := flag.Bool("write", os.Getenv("BENCH_WRITE") == "1", "write the report to -out (default from BENCH_WRITE=1)")
 	quick := flag.Bool("quick", false, "shorter runs (for trying the program; the committed report uses the default)")
@@ -131,12 +135,12 @@ func main() {
 	root, err := repoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		return 1
 	}
 	b := &Bench{root: root, goBin: goBinary(), start: time.Now(), quick: *quick}
 	if _, err := exec.LookPath(b.goBin); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %q not found on PATH; install Go 1.26 from https://go.dev/dl/\n", b.goBin)
-		os.Exit(1)
+		return 1
 	}
 	machine := describeMachine(b)
 	b.logf("%s", machine.oneLine())
@@ -207,11 +211,11 @@ func main() {
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+			return 1
 		}
 		if err := os.WriteFile(path, []byte(b.render(machine, total)), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+			return 1
 		}
 		fmt.Printf("wrote %s in %s\n", b.rel(path), total.Round(time.Second))
 	} else {
@@ -226,9 +230,10 @@ func main() {
 		for _, r := range missed {
 			fmt.Fprintf(os.Stderr, "bench: NOT MET: row %s (%s): target %s; measured %s\n", r.ID, r.What, r.Target, r.Measured)
 		}
-		os.Exit(1)
+		return 1
 	}
 	fmt.Fprintln(os.Stderr, "bench: every measured target is met")
+	return 0
 }
 
 // missed returns the rows whose target was not met.
