@@ -72,6 +72,7 @@ type Gateway struct {
 	// gateways only): the floor any Go gateway pays for one more hop.
 	ProxyURL string
 	Latency  *memfakes.Latency // the storage latency model (storageDelayed only)
+	idle     *idleGate         // handlers in flight (in-memory gateways)
 	close    []func()
 	reads    func() int64
 	writes   func() int64
@@ -181,7 +182,8 @@ func newMemoryGateway(delay time.Duration) (*Gateway, error) {
 	}
 	mux := http.NewServeMux()
 	x.Register(mux)
-	srv := httptest.NewServer(httpx.Middleware(log, ver.Middleware(mux)))
+	g.idle = &idleGate{}
+	srv := httptest.NewServer(g.idle.wrap(httpx.Middleware(log, ver.Middleware(mux))))
 	g.URL = srv.URL
 	g.close = append(g.close, srv.Close)
 	g.reads, g.writes = ms.Reads.Load, mu.Writes.Load
@@ -193,6 +195,45 @@ func newMemoryGateway(delay time.Duration) (*Gateway, error) {
 	g.ProxyURL = proxy.URL
 	g.close = append(g.close, proxy.Close)
 	return g, nil
+}
+
+// idleGate counts the gateway's handlers in flight, so a load loop can
+// start each request only when the previous one has finished entirely (its
+// work after the answer too), as a Lambda instance takes its next
+// invocation only then. Over one keep-alive connection, net/http would
+// otherwise make the next request wait for the previous handler's tail,
+// and the measurement could not tell a write after the answer from one
+// before it.
+type idleGate struct {
+	mu       sync.Mutex
+	inFlight int
+	idle     *sync.Cond
+}
+
+func (g *idleGate) wrap(h http.Handler) http.Handler {
+	g.idle = sync.NewCond(&g.mu)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		g.inFlight++
+		g.mu.Unlock()
+		defer func() {
+			g.mu.Lock()
+			if g.inFlight--; g.inFlight == 0 {
+				g.idle.Broadcast()
+			}
+			g.mu.Unlock()
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// wait returns once no handler is running.
+func (g *idleGate) wait() {
+	g.mu.Lock()
+	for g.inFlight > 0 {
+		g.idle.Wait()
+	}
+	g.mu.Unlock()
 }
 
 // newBareProxy is the floor of SPEC §14's proxy row: a plain
