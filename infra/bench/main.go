@@ -42,6 +42,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -144,6 +145,13 @@ func run() int {
 	}
 	machine := describeMachine(b)
 	b.logf("%s", machine.oneLine())
+	if l, err := strconv.ParseFloat(machine.LoadStart, 64); err == nil && l > float64(machine.CPUs) {
+		// Other work holds the CPUs: tails and wake-ups stretch, and a
+		// verdict may say more about the neighbours than about the gateway.
+		b.logf("WARNING: load average %s on %d CPUs before the run: figures will be inflated; re-run when the machine is quieter", machine.LoadStart, machine.CPUs)
+		b.note("The machine was busy: load average %s on %d CPUs when the run started. Latency tails, wake-ups and "+
+			"throughput suffer first; treat a miss as a reason to re-run on a quieter machine before believing it.", machine.LoadStart, machine.CPUs)
+	}
 
 	// The emulator for row 5 and the moto-storage row 2.
 	if want("5", "2") {
