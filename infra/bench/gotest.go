@@ -340,3 +340,60 @@ func benchDoc(files []string, name string) string {
 }
 
 func per(n, of int) float64 { return float64(n) / float64(max(1, of)) }
+
+var benchFuncRe = regexp.MustCompile(`(?m)^func (Benchmark\w+)\(b \*testing\.B\)`)
+
+// rowWebhooks runs the benchmarks of the webhooks package(s) (shared/webhook*),
+// when there are any: SPEC §14's webhooks row (1,000 events delivered to a
+// local endpoint in ≤ 30 s; 0 lost when the endpoint fails for 5 minutes).
+// The verdict is the benchmarks' own: they pass or fail their target.
+func (b *Bench) rowWebhooks() {
+	const what = "webhooks"
+	const target = "1,000 events delivered to a local endpoint in ≤ 30 s; 0 lost when the endpoint fails for 5 minutes"
+	dirs, _ := filepath.Glob(filepath.Join(b.root, "shared", "webhook*"))
+	var pkgs, names, files []string
+	for _, d := range dirs {
+		fs, _ := filepath.Glob(filepath.Join(d, "*_test.go"))
+		found := false
+		for _, f := range fs {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			for _, m := range benchFuncRe.FindAllSubmatch(data, -1) {
+				names, found = append(names, string(m[1])), true
+			}
+		}
+		if found {
+			pkgs, files = append(pkgs, "./"+b.rel(d)+"/"), append(files, fs...)
+		}
+	}
+	if len(names) == 0 {
+		b.skip("10", what, target, "not measured yet (no benchmark in shared/webhook*)")
+		return
+	}
+	pattern := "^(" + strings.Join(names, "|") + ")$"
+	cmdline := "go test -run '^$' -bench '" + pattern + "' -benchtime 1x -count 1 " + strings.Join(pkgs, " ")
+	out, err := b.runGo(8*time.Minute, b.awsEnv, append([]string{"test", "-run", "^$", "-bench", pattern, "-benchtime", "1x", "-count", "1"}, pkgs...)...)
+	lines := parseBench(out)
+	var parts []string
+	for _, l := range lines {
+		var ms []string
+		for _, u := range l.Units {
+			ms = append(ms, fmt.Sprintf("%s %s", strconv.FormatFloat(l.Metrics[u], 'f', -1, 64), u))
+		}
+		parts = append(parts, l.Name+": "+strings.Join(ms, ", "))
+	}
+	m, v := strings.Join(parts, "; "), met
+	if err != nil || len(lines) == 0 {
+		m, v = fmt.Sprintf("%s (the benchmark run failed: %v)", m, err), notMet
+	}
+	var docs []string
+	for _, n := range names {
+		docs = append(docs, benchDoc(files, n))
+	}
+	b.add(Row{"10", what, target, m + " (the benchmarks' own check of the target)", v})
+	b.detail("### Row 10 — webhooks\n\n`%s` (with the emulator's AWS_ENDPOINT_URL in its environment). The verdict is the "+
+		"benchmarks' own pass or fail. Their descriptions:\n\n%s\n\nOutput (tail):\n\n```\n%s\n```\n",
+		cmdline, strings.Join(docs, "\n\n"), tail(out, 12))
+}

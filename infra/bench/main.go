@@ -27,7 +27,9 @@
 //  6. Lambda init: every functions/* built with the Makefile's Lambda flags
 //     for this machine's architecture, exec'd against a fake Runtime API,
 //     timed to its first `GET /runtime/invocation/next`; arm64 sizes;
-//  7. revalidator: BenchmarkRevalidate10k in ./shared/revalidate/.
+//  7. revalidator: BenchmarkRevalidate100k (or, until it exists, the 10k
+//     pass) in ./shared/revalidate/;
+//  10. webhooks: the benchmarks of shared/webhook*, when there are any.
 //
 // A missing tool or a failed measurement is reported as "not measured" with
 // the reason; it does not fail the run by itself (a target not met does).
@@ -154,7 +156,7 @@ func run() int {
 	}
 
 	// The emulator for row 5 and the moto-storage row 2.
-	if want("5", "2") {
+	if want("5", "2", "10") {
 		if m, err := startMoto(); err != nil {
 			b.logf("no AWS emulator: %v", err)
 			b.note("No AWS emulator: %v. The rows that need one are reported as not measured.", err)
@@ -202,6 +204,10 @@ func run() int {
 	if want("7") {
 		b.stage(7, "revalidator")
 		b.rowRevalidator()
+	}
+	if want("10") {
+		b.stage(10, "webhooks")
+		b.rowWebhooks()
 	}
 	if *only != "" && *write {
 		fmt.Fprintln(os.Stderr, "bench: -rows measures part of the suite; not writing the report")
