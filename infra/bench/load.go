@@ -355,7 +355,7 @@ func (b *Bench) rowStreaming(g *Gateway, f *loadFigures) {
 		if g.ProxyURL != "" {
 			t3, g3, err3 = streamTimes(client, g.ProxiedURL(), g.Key)
 		}
-		if err := errors.Join(err1, err2, err3); err != nil {
+		if err := errors.Join(way("direct", err1), way("via", err2), way("proxy", err3)); err != nil {
 			failures = append(failures, err.Error())
 			if len(failures) > max(1, pairs/100) {
 				b.skip(id, def.what, def.target, fmt.Sprintf("%d stream rounds failed, the last: %v", len(failures), err))
@@ -413,6 +413,14 @@ func (b *Bench) rowStreaming(g *Gateway, f *loadFigures) {
 		"No buffering: via gap p50 %s against a %s pacing, via TTFT p50 %s against a %s stream — %s.\n",
 		g.Storage, streamChunks, streamChunkDelay, len(dT), ways, len(dG), rows, adds,
 		us(percentile(vG, .5)), streamChunkDelay, msStr(percentile(vT, .5)), streamTotal, buf)
+}
+
+// way names which of direct, via and proxy an error came from.
+func way(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }
 
 // ---------------------------------------------------------------- row 8
