@@ -372,6 +372,7 @@ func (b *Bench) rowStreaming(g *Gateway, f *loadFigures) {
 	}
 	if len(failures) > 0 {
 		b.note("Row 3 (%s): %d of %d stream rounds failed and were dropped; the first: %s", g.Storage, len(failures), pairs+5, failures[0])
+		b.logf("row 3 (%s): %d of %d stream rounds dropped: %s", g.Storage, len(failures), pairs+5, strings.Join(failures, " | "))
 	}
 	f.dT, f.vT, f.pT = dT, vT, pT
 	addT99 := percentile(vT, .99) - percentile(dT, .99)
