@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -252,6 +253,9 @@ func newBareProxy(base string) (*httptest.Server, error) {
 		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
 		Transport:     tr,
 		FlushInterval: -1,
+		// Its own failures (a body copy cut short) go to stderr: the floor
+		// failing is worth knowing about, not a gateway failure.
+		ErrorLog: log.New(os.Stderr, "bench: bare proxy: ", 0),
 	}
 	return httptest.NewServer(rp), nil
 }
