@@ -73,7 +73,7 @@ type Gateway struct {
 	// gateways only): the floor any Go gateway pays for one more hop.
 	ProxyURL string
 	Latency  *memfakes.Latency // the storage latency model (storageDelayed only)
-	idle     *idleGate         // handlers in flight (in-memory gateways)
+	idle     *idleGate         // handlers in flight
 	close    []func()
 	reads    func() int64
 	writes   func() int64
@@ -317,7 +317,8 @@ func newMotoGateway(endpoint string, awsEnv []string) (*Gateway, error) {
 		g.Close()
 		return nil, err
 	}
-	srv := httptest.NewServer(a.Handler())
+	g.idle = &idleGate{}
+	srv := httptest.NewServer(g.idle.wrap(a.Handler()))
 	g.URL = srv.URL
 	g.close = append(g.close, srv.Close)
 	admin, _ := auth.Mint([]byte(secret), "root", "admin", time.Hour, "", "")

@@ -733,6 +733,8 @@ func measureWarmIO(g *Gateway, n int) *WarmIO {
 		if resp.StatusCode != 200 || resp.Header.Get("X-Byok-Route") != "byok" {
 			return nil, fmt.Errorf("status %d, route %q", resp.StatusCode, resp.Header.Get("X-Byok-Route"))
 		}
+		// The usage write follows the answer: count it with its request.
+		g.idle.wait()
 		return g.ops.take(), nil
 	}
 	var err error
