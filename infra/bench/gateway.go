@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -39,14 +42,22 @@ type storageKind int
 const (
 	storageMemory storageKind = iota
 	storageMoto
+	storageDelayed // in memory, every call delayed (the storage latency model)
 )
 
 func (s storageKind) String() string {
-	if s == storageMoto {
+	switch s {
+	case storageMoto:
 		return "moto storage"
+	case storageDelayed:
+		return "in-memory storage, " + storageDelay.String() + " per call"
 	}
 	return "in-memory storage"
 }
+
+// storageDelay is the storage latency model's delay per call: about one
+// DynamoDB round trip from Lambda in the same region.
+const storageDelay = 4 * time.Millisecond
 
 // Gateway is the gateway under test on loopback, with the fake upstream it
 // calls. Direct calls go to the fake with the user's key; calls via the
@@ -58,10 +69,15 @@ type Gateway struct {
 	Key     string // the user's provider key, as the fake knows it
 	Fake    *fakeprovider.Server
 	Wiring  string // how the gateway is built, for the report
-	close   []func()
-	reads   func() int64
-	writes  func() int64
-	ops     *opCounter // AWS API calls of the gateway (moto storage only)
+	// ProxyURL is a bare httputil.ReverseProxy to the same fake (in-memory
+	// gateways only): the floor any Go gateway pays for one more hop.
+	ProxyURL string
+	Latency  *memfakes.Latency // the storage latency model (storageDelayed only)
+	idle     *idleGate         // handlers in flight
+	close    []func()
+	reads    func() int64
+	writes   func() int64
+	ops      *opCounter // AWS API calls of the gateway (moto storage only)
 }
 
 // opCounter counts the AWS API calls made through an SDK HTTP client, by
@@ -98,8 +114,9 @@ func (g *Gateway) Close() {
 	}
 }
 
-func (g *Gateway) DirectURL() string { return g.Fake.OpenAIBaseURL() + "/chat/completions" }
-func (g *Gateway) ViaURL() string    { return g.URL + "/v1/chat/completions" }
+func (g *Gateway) DirectURL() string  { return g.Fake.OpenAIBaseURL() + "/chat/completions" }
+func (g *Gateway) ViaURL() string     { return g.URL + "/v1/chat/completions" }
+func (g *Gateway) ProxiedURL() string { return g.ProxyURL + "/chat/completions" }
 
 const benchUserKey = "sk-proj-benchmarkkey0123456789abcdef"
 
@@ -115,13 +132,20 @@ func randomHex(n int) string {
 // rig (vault with a local wrapping key and an unwrap cache, in-memory user
 // row and settings, no-op ledger/limiter/recorder, counting usage writer)
 // behind the same middleware as the Lambda handler (request ids, logging,
-// JWT auth).
-func newMemoryGateway() (*Gateway, error) {
+// JWT auth). With delay > 0 every storage call waits that long (the storage
+// latency model). Next to it, a bare httputil.ReverseProxy to the same fake.
+func newMemoryGateway(delay time.Duration) (*Gateway, error) {
 	fake := fakeprovider.New()
 	g := &Gateway{Storage: storageMemory, Key: benchUserKey, Fake: fake, close: []func(){fake.Close},
 		Wiring: "chat.Executor wired as in shared/chat/bench_test.go (in-memory user/settings store, no-op ledger, limiter and " +
 			"recorder, counting usage writer, local-key vault with unwrap cache) behind httpx.Middleware + auth middleware, " +
 			"served by httptest on loopback"}
+	if delay > 0 {
+		g.Storage, g.Latency = storageDelayed, memfakes.NewLatency(delay)
+		g.Wiring += fmt.Sprintf("; every storage call (user row read, settings read, usage write, ledger, limiter) "+
+			"waits %s first (memfakes.Latency; the settings read is cached by chat.SettingsCache, so a warm BYOK request "+
+			"makes one read and one write)", delay)
+	}
 	fake.SetKey(benchUserKey, fakeprovider.OK())
 	w, err := vault.NewLocalWrapper(randomHex(32))
 	if err != nil {
@@ -136,8 +160,9 @@ func newMemoryGateway() (*Gateway, error) {
 		User: store.User{Account: &store.Account{UserID: "alice", Tier: "premium"},
 			Keys: map[string]store.KeyRecord{"openai": {UserID: "alice", Provider: "openai", KeyID: "k1", Ciphertext: blob, Status: "valid", Hint: "sk-...bcdef"}}},
 		Settings: routing.DefaultSettings(routing.BYOKFirst),
+		Latency:  g.Latency,
 	}
-	mu := &memfakes.Usage{}
+	mu := &memfakes.Usage{Latency: g.Latency}
 	secret := []byte(randomHex(16))
 	ver, err := auth.NewVerifier(context.Background(), auth.Config{HS256Secret: secret})
 	if err != nil {
@@ -151,18 +176,88 @@ func newMemoryGateway() (*Gateway, error) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	x := &chat.Executor{
 		Users: ms, Settings: &chat.SettingsCache{Store: ms, TTL: time.Hour}, Keys: v, KeyRecorder: memfakes.Recorder{},
-		Ledger: memfakes.Ledger{}, Limiter: memfakes.Limiter{}, Usage: mu, Prices: credits.DefaultPrices(),
+		Ledger: memfakes.Ledger{Latency: g.Latency}, Limiter: memfakes.Limiter{Latency: g.Latency}, Usage: mu, Prices: credits.DefaultPrices(),
 		Circuit: chat.NewCircuit(time.Minute, nil), Events: events.Nop{}, HTTP: &http.Client{Transport: tr},
 		Endpoints: provider.Endpoints{OpenAI: fake.OpenAIBaseURL(), Anthropic: fake.AnthropicBaseURL()},
 		Log:       log,
 	}
 	mux := http.NewServeMux()
 	x.Register(mux)
-	srv := httptest.NewServer(httpx.Middleware(log, ver.Middleware(mux)))
+	g.idle = &idleGate{}
+	srv := httptest.NewServer(g.idle.wrap(httpx.Middleware(log, ver.Middleware(mux))))
 	g.URL = srv.URL
 	g.close = append(g.close, srv.Close)
 	g.reads, g.writes = ms.Reads.Load, mu.Writes.Load
+	proxy, err := newBareProxy(fake.OpenAIBaseURL())
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	g.ProxyURL = proxy.URL
+	g.close = append(g.close, proxy.Close)
 	return g, nil
+}
+
+// idleGate counts the gateway's handlers in flight, so a load loop can
+// start each request only when the previous one has finished entirely (its
+// work after the answer too), as a Lambda instance takes its next
+// invocation only then. Over one keep-alive connection, net/http would
+// otherwise make the next request wait for the previous handler's tail,
+// and the measurement could not tell a write after the answer from one
+// before it.
+type idleGate struct {
+	mu       sync.Mutex
+	inFlight int
+	idle     *sync.Cond
+}
+
+func (g *idleGate) wrap(h http.Handler) http.Handler {
+	g.idle = sync.NewCond(&g.mu)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		g.inFlight++
+		g.mu.Unlock()
+		defer func() {
+			g.mu.Lock()
+			if g.inFlight--; g.inFlight == 0 {
+				g.idle.Broadcast()
+			}
+			g.mu.Unlock()
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// wait returns once no handler is running.
+func (g *idleGate) wait() {
+	g.mu.Lock()
+	for g.inFlight > 0 {
+		g.idle.Wait()
+	}
+	g.mu.Unlock()
+}
+
+// newBareProxy is the floor of SPEC §14's proxy row: a plain
+// httputil.ReverseProxy to the fake, with a transport tuned like the
+// gateway's, flushing every write (as a streaming gateway must). It does
+// nothing else: no auth, no parse, no storage; the client's Authorization
+// (the provider key itself) goes through as it is.
+func newBareProxy(base string) (*httptest.Server, error) {
+	target, err := url.Parse(base)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 512
+	rp := &httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		Transport:     tr,
+		FlushInterval: -1,
+		// Its own failures (a body copy cut short) go to stderr: the floor
+		// failing is worth knowing about, not a gateway failure.
+		ErrorLog: log.New(os.Stderr, "bench: bare proxy: ", 0),
+	}
+	return httptest.NewServer(rp), nil
 }
 
 // ---------------------------------------------------------------- moto
@@ -222,7 +317,8 @@ func newMotoGateway(endpoint string, awsEnv []string) (*Gateway, error) {
 		g.Close()
 		return nil, err
 	}
-	srv := httptest.NewServer(a.Handler())
+	g.idle = &idleGate{}
+	srv := httptest.NewServer(g.idle.wrap(a.Handler()))
 	g.URL = srv.URL
 	g.close = append(g.close, srv.Close)
 	admin, _ := auth.Mint([]byte(secret), "root", "admin", time.Hour, "", "")

@@ -104,8 +104,8 @@ func tail(s string, n int) string {
 const hotPathCmd = "go test -run '^$' -bench '^BenchmarkHotPath$' -benchmem -count 5 ./shared/chat/"
 
 func (b *Bench) rowHotPath() {
-	const what = "hot path in process (auth, key row, cached unwrap, routing), fake storage"
-	const target = "≤ 50 µs/op"
+	const what = "hot path in process (auth, the one request parse, key row, cached unwrap, routing), fake storage"
+	const target = "≤ 25 µs/op"
 	out, err := b.runGo(5*time.Minute, nil, "test", "-run", "^$", "-bench", "^BenchmarkHotPath$", "-benchmem", "-count", "5", "./shared/chat/")
 	lines := benchNamed(parseBench(out), "BenchmarkHotPath")
 	if err != nil || len(lines) == 0 {
@@ -121,7 +121,7 @@ func (b *Bench) rowHotPath() {
 	}
 	med := medianF(ns)
 	b.add(Row{"1", what, target, fmt.Sprintf("%.1f µs/op (median of %d; %.0f B/op, %.0f allocs/op)", med/1000, len(ns), medianF(bop), medianF(allocs)),
-		verdict(med <= 50_000)})
+		verdict(med <= 25_000)})
 	var runs []string
 	for _, v := range ns {
 		runs = append(runs, fmt.Sprintf("%.0f", v))
@@ -243,28 +243,38 @@ func (b *Bench) rowWarmIO() {
 	b.detail("%s", sb.String())
 }
 
-var revalBenchRe = regexp.MustCompile(`(?m)^func (BenchmarkRevalidate10k)\(`)
+// revalBenchRe finds the revalidator benchmarks: BenchmarkRevalidate100k
+// is SPEC §14's row as it stands; BenchmarkRevalidate10k is its former
+// (10,000 keys in 60 s) form.
+var revalBenchRe = regexp.MustCompile(`(?m)^func (BenchmarkRevalidate(?:100k|10k))\(`)
 
 func (b *Bench) rowRevalidator() {
 	const what = "revalidator"
-	const target = "10,000 keys against a 50 ms mock in ≤ 60 s"
+	const target = "100,000 keys against a 50 ms mock in ≤ 120 s, within one 15-minute invocation or fanned out"
 	dir := filepath.Join(b.root, "shared", "revalidate")
 	files, _ := filepath.Glob(filepath.Join(dir, "*_test.go"))
-	found := false
+	found := map[string]bool{}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
-		if err == nil && revalBenchRe.Match(data) {
-			found = true
+		if err != nil {
+			continue
+		}
+		for _, m := range revalBenchRe.FindAllSubmatch(data, -1) {
+			found[string(m[1])] = true
 		}
 	}
-	if !found {
-		b.skip("7", what, target, "not measured yet (no BenchmarkRevalidate10k in shared/revalidate)")
-		b.detail("### Row 7 — revalidator\n\nNot measured yet: shared/revalidate has no `BenchmarkRevalidate10k` at the time of this run.\n")
+	name, keys, limit := "BenchmarkRevalidate100k", 100_000, 120.0
+	if !found[name] {
+		name, keys = "BenchmarkRevalidate10k", 10_000
+	}
+	if !found[name] {
+		b.skip("7", what, target, "not measured yet (no BenchmarkRevalidate100k or BenchmarkRevalidate10k in shared/revalidate)")
+		b.detail("### Row 7 — revalidator\n\nNot measured yet: shared/revalidate has no revalidator benchmark at the time of this run.\n")
 		return
 	}
-	const cmdline = "go test -run '^$' -bench '^BenchmarkRevalidate10k$' -benchtime 1x -count 1 ./shared/revalidate/"
-	out, err := b.runGo(8*time.Minute, b.awsEnv, "test", "-run", "^$", "-bench", "^BenchmarkRevalidate10k$", "-benchtime", "1x", "-count", "1", "./shared/revalidate/")
-	lines := benchNamed(parseBench(out), "BenchmarkRevalidate10k")
+	cmdline := "go test -run '^$' -bench '^" + name + "$' -benchtime 1x -count 1 ./shared/revalidate/"
+	out, err := b.runGo(8*time.Minute, b.awsEnv, "test", "-run", "^$", "-bench", "^"+name+"$", "-benchtime", "1x", "-count", "1", "./shared/revalidate/")
+	lines := benchNamed(parseBench(out), name)
 	if len(lines) == 0 {
 		b.skip("7", what, target, fmt.Sprintf("benchmark failed: %v", err))
 		b.detail("### Row 7 — revalidator\n\n`%s` failed:\n\n```\n%s\n```\n", cmdline, tail(out, 30))
@@ -281,17 +291,24 @@ func (b *Bench) rowRevalidator() {
 			extra = append(extra, fmt.Sprintf("%s %s", strconv.FormatFloat(l.Metrics[u], 'f', -1, 64), u))
 		}
 	}
-	m := fmt.Sprintf("%.1f s per 10,000-key pass", secs)
+	m := fmt.Sprintf("%.1f s per %d-key pass", secs, keys)
 	if len(extra) > 0 {
 		m += " (" + strings.Join(extra, ", ") + ")"
 	}
 	if err != nil {
 		m += fmt.Sprintf("; the benchmark run exited with %v (see details)", err)
 	}
-	b.add(Row{"7", what, target, m, verdict(secs <= 60 && err == nil)})
+	v := verdict(secs <= limit && err == nil)
+	if keys != 100_000 {
+		// The 10,000-key pass does not show the 100,000-key target: say what
+		// it suggests, and leave the verdict open.
+		m += fmt.Sprintf("; the 100,000-key pass has no benchmark yet (at this rate it would take about %.0f s)", secs*10)
+		v = notMeasured
+	}
+	b.add(Row{"7", what, target, m, v})
 	b.detail("### Row 7 — revalidator\n\n`%s` (run with the emulator's AWS_ENDPOINT_URL in its environment). "+
 		"The verdict uses the benchmark's %s. The benchmark's own description:\n\n%s\n\nOutput (tail):\n\n```\n%s\n```\n",
-		cmdline, basis, benchDoc(files, "BenchmarkRevalidate10k"), tail(out, 10))
+		cmdline, basis, benchDoc(files, name), tail(out, 10))
 }
 
 // benchDoc returns the doc comment of func name in files, as a quote.
@@ -323,3 +340,60 @@ func benchDoc(files []string, name string) string {
 }
 
 func per(n, of int) float64 { return float64(n) / float64(max(1, of)) }
+
+var benchFuncRe = regexp.MustCompile(`(?m)^func (Benchmark\w+)\(b \*testing\.B\)`)
+
+// rowWebhooks runs the benchmarks of the webhooks package(s) (shared/webhook*),
+// when there are any: SPEC §14's webhooks row (1,000 events delivered to a
+// local endpoint in ≤ 30 s; 0 lost when the endpoint fails for 5 minutes).
+// The verdict is the benchmarks' own: they pass or fail their target.
+func (b *Bench) rowWebhooks() {
+	const what = "webhooks"
+	const target = "1,000 events delivered to a local endpoint in ≤ 30 s; 0 lost when the endpoint fails for 5 minutes"
+	dirs, _ := filepath.Glob(filepath.Join(b.root, "shared", "webhook*"))
+	var pkgs, names, files []string
+	for _, d := range dirs {
+		fs, _ := filepath.Glob(filepath.Join(d, "*_test.go"))
+		found := false
+		for _, f := range fs {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			for _, m := range benchFuncRe.FindAllSubmatch(data, -1) {
+				names, found = append(names, string(m[1])), true
+			}
+		}
+		if found {
+			pkgs, files = append(pkgs, "./"+b.rel(d)+"/"), append(files, fs...)
+		}
+	}
+	if len(names) == 0 {
+		b.skip("10", what, target, "not measured yet (no benchmark in shared/webhook*)")
+		return
+	}
+	pattern := "^(" + strings.Join(names, "|") + ")$"
+	cmdline := "go test -run '^$' -bench '" + pattern + "' -benchtime 1x -count 1 " + strings.Join(pkgs, " ")
+	out, err := b.runGo(8*time.Minute, b.awsEnv, append([]string{"test", "-run", "^$", "-bench", pattern, "-benchtime", "1x", "-count", "1"}, pkgs...)...)
+	lines := parseBench(out)
+	var parts []string
+	for _, l := range lines {
+		var ms []string
+		for _, u := range l.Units {
+			ms = append(ms, fmt.Sprintf("%s %s", strconv.FormatFloat(l.Metrics[u], 'f', -1, 64), u))
+		}
+		parts = append(parts, l.Name+": "+strings.Join(ms, ", "))
+	}
+	m, v := strings.Join(parts, "; "), met
+	if err != nil || len(lines) == 0 {
+		m, v = fmt.Sprintf("%s (the benchmark run failed: %v)", m, err), notMet
+	}
+	var docs []string
+	for _, n := range names {
+		docs = append(docs, benchDoc(files, n))
+	}
+	b.add(Row{"10", what, target, m + " (the benchmarks' own check of the target)", v})
+	b.detail("### Row 10 — webhooks\n\n`%s` (with the emulator's AWS_ENDPOINT_URL in its environment). The verdict is the "+
+		"benchmarks' own pass or fail. Their descriptions:\n\n%s\n\nOutput (tail):\n\n```\n%s\n```\n",
+		cmdline, strings.Join(docs, "\n\n"), tail(out, 12))
+}

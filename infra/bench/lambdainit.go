@@ -179,7 +179,7 @@ func initOnce(bootstrap string, env []string) (time.Duration, []string, string, 
 
 func (b *Bench) rowLambdaInit() {
 	const what = "Lambda init (exec of `bootstrap` to its first Runtime API poll)"
-	const target = "≤ 30 ms; each binary ≤ 15 MB"
+	const target = "≤ 15 ms; each binary ≤ 15 MB"
 	names := b.functionNames()
 	if len(names) == 0 {
 		b.skip("6", what, target, "no functions/* found")
@@ -307,7 +307,7 @@ func (b *Bench) rowLambdaInit() {
 	if awsCalls > 0 {
 		m = append(m, fmt.Sprintf("%d AWS calls during init", awsCalls))
 	}
-	v := verdict(initOK && anyInit && worst <= 30*time.Millisecond && sizeOK)
+	v := verdict(initOK && anyInit && worst <= 15*time.Millisecond && sizeOK)
 	if !anyInit && sizeErr != nil {
 		v = notMeasured
 	}

@@ -50,11 +50,13 @@ func (b *Bench) render(m Machine, total time.Duration) string {
 	}
 	sb.WriteString(b.table())
 	sb.WriteString(`
-Rows 2–4 are measured twice. **In-memory storage**: the chat executor with the user row, settings and usage
-writes in memory (as in shared/chat's Go benchmarks), so the figure is the gateway's own overhead (§14 names fake
-storage for row 1 and does not name the storage for rows 2–4). **Moto storage**: the gateway wired exactly as the Lambdas are (` + "`app.New`" + `), with
-DynamoDB/SNS served by moto_server on loopback, so every request also pays one Query and one PutItem to a Python
-emulator; that row shows the emulator's cost, not DynamoDB's, and is listed for completeness.
+Rows 2–4 and 8 use **in-memory storage**: the chat executor with the user row, settings and usage writes in memory
+(as in shared/chat's Go benchmarks), so the figure is the gateway's own overhead (§14 names fake storage for row 1
+and does not name the storage for rows 2–4). Row 8's bare ` + "`httputil.ReverseProxy`" + ` is measured in the same
+alternation as direct and via. Row 9 is row 2 with every in-memory storage call delayed 4 ms, a DynamoDB-like round
+trip (` + "`memfakes.Latency`" + `): it shows which storage calls the client waits for. Row 2 is also measured with
+**moto storage** (the gateway wired exactly as the Lambdas are, ` + "`app.New`" + `, against moto_server on loopback),
+for information only: that figure is a Python emulator's cost, neither the gateway's nor DynamoDB's.
 
 Both ends of every load test (load generator, gateway, fake upstream) run in one process on this machine's
 ` + fmt.Sprint(m.CPUs) + ` CPUs, so they compete for CPU; absolute figures from a machine with more cores will differ.
@@ -75,11 +77,12 @@ Both ends of every load test (load generator, gateway, fake upstream) run in one
 	sb.WriteString(`## Reproduce
 
 ` + "```" + `
-make bench        # = go run ./infra/bench; writes docs/performance.md and prints the table
+make bench           # = go run ./infra/bench: prints the table; exits 1 naming any row not met
+make bench WRITE=1   # the same, and writes this file (go run ./infra/bench -write, or BENCH_WRITE=1)
 ` + "```" + `
 
 Needs Go and ` + "`moto_server`" + ` on PATH (` + "`pip install 'moto[server]'`" + `), or ` + "`AWS_ENDPOINT_URL`" + ` pointing at
-an emulator (LocalStack); without one, rows 5 and the moto-storage variants are reported as not measured. The bench starts
+an emulator (LocalStack); without one, row 5 and the moto-storage row are reported as not measured. The bench starts
 moto_server on a free loopback port and stops it at the end. ` + "`go run ./infra/bench -quick`" + ` does shorter runs for
 trying changes. Individual pieces:
 
@@ -87,7 +90,7 @@ trying changes. Individual pieces:
 go test -run '^$' -bench '^BenchmarkHotPath$' -benchmem -count 5 ./shared/chat/      # row 1
 go test -run '^$' -bench '^(BenchmarkAddedLatency|BenchmarkStreaming|BenchmarkThroughput)$' ./shared/chat/   # rows 2–4, in-memory
 AWS_ENDPOINT_URL=http://127.0.0.1:<port> go test -count 1 -run TestWarmBYOKRequestIO -v ./shared/app/  # row 5
-go test -run '^$' -bench '^BenchmarkRevalidate10k$' -benchtime 1x ./shared/revalidate/  # row 7 (when present)
+go test -run '^$' -bench '^BenchmarkRevalidate10k$' -benchtime 1x ./shared/revalidate/  # row 7 (10,000 keys; BenchmarkRevalidate100k when present)
 ` + "```" + `
 `)
 	return sb.String()

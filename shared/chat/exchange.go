@@ -139,10 +139,7 @@ func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
 	clear(plain)
 	after, cancel := x.detached(ctx)
 	defer cancel()
-	rec := c.record(routing.RouteBYOK, c.req.UpstreamModel, out)
-	if err := x.Usage.Put(after, rec); err != nil {
-		httpx.Logger(ctx, x.Log).Error("usage write failed", "err", err.Error())
-	}
+	c.putUsage(after, c.record(routing.RouteBYOK, c.req.UpstreamModel, out))
 	switch {
 	case out.canceled:
 		x.Circuit.Done(c.userID, string(c.prov))
@@ -173,6 +170,33 @@ func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
 		return routing.Next{}, nil // a stream cut after its first byte: nothing more to say
 	}
 	return routing.Next{}, c.passThrough(out)
+}
+
+// usageAttempts bounds putUsage's tries within one request.
+const usageAttempts = 3
+
+// putUsage stores a BYOK usage row after the answer, retrying a failed
+// write within ctx's deadline: the row's key is the request's own, so a
+// retry after an unknown outcome rewrites the same row. A write that still
+// fails is logged.
+func (c *call) putUsage(ctx context.Context, rec usage.Record) {
+	var err error
+	for i := range usageAttempts {
+		if i > 0 {
+			t := time.NewTimer(time.Duration(i) * 100 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		if err = c.x.Usage.Put(ctx, rec); err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		httpx.Logger(ctx, c.x.Log).Error("usage write failed", "err", err.Error(), "attempts", usageAttempts)
+	}
 }
 
 // onBYOKFailure marks a key invalid on 401/403 and warns on the user's own
