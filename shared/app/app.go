@@ -349,7 +349,7 @@ func (a *App) Handler(names ...string) http.Handler {
 	mux := http.NewServeMux()
 	public := http.NewServeMux() // the page carries no data; its API calls are authenticated
 	a.register(mux, public, names...)
-	mux.Handle("/", httpx.NotFoundHandler())
+	mux.Handle("/", httpx.NoRouteHandler(mux))
 	if a.Verifier == nil { // wired with NoVerifier: serve nothing rather than unverified requests
 		return httpx.Middleware(a.Log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			httpx.WriteError(w, r, apperr.New(apperr.ServiceUnavailable, "this function has no token verifier configured"))

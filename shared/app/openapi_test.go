@@ -99,6 +99,7 @@ func checkExchanges(xs []exchange) (problems []string, summary string) {
 		return []string{"openapi router: " + err.Error()}, ""
 	}
 	envelope := doc.Components.Schemas["NotFoundError"]
+	anyError := doc.Components.Schemas["ErrorEnvelope"]
 	covered := map[string]int{}
 	unrouted := 0
 	for _, x := range xs {
@@ -110,11 +111,17 @@ func checkExchanges(xs []exchange) (problems []string, summary string) {
 		route, params, err := router.FindRoute(req)
 		if err != nil {
 			// No operation: only the code's catch-all may answer, with 404
-			// not_found in the envelope.
-			if (errors.Is(err, routers.ErrPathNotFound) || errors.Is(err, routers.ErrMethodNotAllowed)) && x.Status == http.StatusNotFound {
+			// not_found (or, for a documented path, 405 with Allow) in the
+			// envelope.
+			if (errors.Is(err, routers.ErrPathNotFound) && x.Status == http.StatusNotFound) ||
+				(errors.Is(err, routers.ErrMethodNotAllowed) && (x.Status == http.StatusNotFound || x.Status == http.StatusMethodNotAllowed)) {
 				var v any
 				if jerr := json.Unmarshal(x.Body, &v); jerr != nil {
 					problems = append(problems, where+": unrouted 404 is not JSON: "+jerr.Error())
+				} else if x.Status == http.StatusMethodNotAllowed {
+					if verr := anyError.Value.VisitJSON(v); verr != nil || x.Header.Get("Allow") == "" {
+						problems = append(problems, where+": 405 without Allow or outside the envelope: "+fmt.Sprint(verr))
+					}
 				} else if verr := envelope.Value.VisitJSON(v); verr != nil {
 					problems = append(problems, where+": unrouted 404 is not the not_found envelope: "+verr.Error())
 				}

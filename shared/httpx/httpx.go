@@ -406,6 +406,31 @@ func NotFoundHandler() http.Handler {
 	})
 }
 
+// NoRouteHandler answers a request no route of mux took: 405 with Allow
+// when the path is served with other methods, else 404; both in our
+// envelope (docs/api.md §12). mux's catch-all "/" must be this handler.
+func NoRouteHandler(mux *http.ServeMux) http.Handler {
+	methods := [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range methods {
+			if m == r.Method {
+				continue
+			}
+			probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+			if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			WriteError(w, r, apperr.New(apperr.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		WriteError(w, r, apperr.New(apperr.MethodNotAllowed, "%s is not served on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+	})
+}
+
 // Router is what route registration needs (*http.ServeMux satisfies it).
 type Router interface {
 	Handle(pattern string, h http.Handler)
