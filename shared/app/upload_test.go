@@ -71,7 +71,9 @@ func wavBytes(n int) []byte {
 
 func wantErrorCode(t *testing.T, what string, r response, status int, code string) {
 	t.Helper()
-	var env struct{ Error struct{ Code, Message string } }
+	var env struct {
+		Error struct{ Code, Message string }
+	}
 	_ = json.Unmarshal(r.Body, &env)
 	if r.Status != status || env.Error.Code != code || env.Error.Message == "" {
 		t.Fatalf("%s: %d %s, want %d %s", what, r.Status, r.Body, status, code)
