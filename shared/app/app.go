@@ -234,6 +234,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 			Endpoints:           cfg.Endpoints,
 			Providers:           provider.NewRegistry(cfg.Endpoints),
 			InternalKeys:        cfg.InternalKeys,
+			Audio:               audioStore,
 			HeaderTimeout:       cfg.UpstreamHeaderTimeout,
 			IdleTimeout:         cfg.UpstreamIdleTimeout,
 			UpstreamTimeout:     cfg.UpstreamTimeout,

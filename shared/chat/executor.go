@@ -59,6 +59,13 @@ type Onceer interface {
 	Once(ctx context.Context, key string, window time.Duration, now time.Time) (bool, error)
 }
 
+// AudioUploads reads and removes large-audio uploads (*audio.Store): Read
+// answers 404 for an unknown or another user's id, 503 when storage fails.
+type AudioUploads interface {
+	Read(ctx context.Context, userID, id string) ([]byte, error)
+	Delete(ctx context.Context, userID, id string)
+}
+
 // Executor routes and performs AI requests.
 type Executor struct {
 	Users       UserStore
@@ -77,6 +84,8 @@ type Executor struct {
 	// Providers is the adapter registry (nil: built from Endpoints).
 	Providers    *provider.Registry
 	InternalKeys map[provider.Name]string
+	// Audio holds large audio named by upload_id (nil: uploads refused).
+	Audio AudioUploads
 	// HeaderTimeout bounds the wait for an upstream's response headers
 	// (a stalled provider is an `unavailable` failure).
 	HeaderTimeout time.Duration

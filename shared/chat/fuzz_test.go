@@ -55,6 +55,7 @@ func FuzzParseTranscriptionRequest(f *testing.F) {
 	const ct = "multipart/form-data; boundary=XYZ"
 	f.Add([]byte("--XYZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\nabc\r\n--XYZ--\r\n"))
 	f.Add([]byte("--XYZ\r\n\r\n--XYZ--"))
+	f.Add([]byte("--XYZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XYZ\r\nContent-Disposition: form-data; name=\"upload_id\"\r\n\r\n0b6f3c2e-8d1a-4b7e-9c55-1f2a3b4c5d6e\r\n--XYZ--\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := parseTranscriptionRequest(b, ct)
 		checkDecoder(t, r, err)

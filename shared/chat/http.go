@@ -102,7 +102,9 @@ func (x *Executor) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 
 // handleTranscription takes a multipart upload of up to Limits.Upload. The body is
 // read once into memory and forwarded from that same buffer (also on a
-// fallback), never copied a second time.
+// fallback), never copied a second time. An upload_id in place of the file
+// is read from storage for the caller, and deleted once the upstream was
+// asked (docs/api.md, "Large audio").
 func (x *Executor) handleTranscription(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r, x.limits().Upload, true)
 	if err != nil {
@@ -114,7 +116,32 @@ func (x *Executor) handleTranscription(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, opTranscription, err)
 		return
 	}
-	x.serve(w, r, req)
+	if req.UploadID == "" {
+		x.serve(w, r, req)
+		return
+	}
+	p, ok := auth.FromContext(r.Context())
+	if !ok || p.UserID == "" {
+		writeError(w, r, opTranscription, apperr.New(apperr.Unauthorized, "missing credentials"))
+		return
+	}
+	if x.Audio == nil {
+		writeError(w, r, opTranscription, apperr.New(apperr.ServiceUnavailable, "large audio uploads are not configured here: send the file in the request instead"))
+		return
+	}
+	audio, err := x.Audio.Read(r.Context(), p.UserID, req.UploadID)
+	if err == nil {
+		err = req.withUploadedFile(audio)
+	}
+	if err != nil {
+		writeError(w, r, opTranscription, err)
+		return
+	}
+	// Kept until the upstream was asked, so a refusal or a storage
+	// failure before that leaves the client its upload to retry with.
+	if x.serve(w, r, req) {
+		x.Audio.Delete(r.Context(), p.UserID, req.UploadID)
+	}
 }
 
 type copilotRequest struct {
@@ -171,8 +198,9 @@ func opAllows(op operation, p provider.Name) bool {
 	}
 }
 
-// serve routes one parsed request.
-func (x *Executor) serve(w http.ResponseWriter, r *http.Request, req *apiRequest) {
+// serve routes one parsed request. It reports whether the request was sent
+// upstream (with any outcome).
+func (x *Executor) serve(w http.ResponseWriter, r *http.Request, req *apiRequest) (sent bool) {
 	ctx := r.Context()
 	p, ok := auth.FromContext(ctx)
 	if !ok {
@@ -202,6 +230,7 @@ func (x *Executor) serve(w http.ResponseWriter, r *http.Request, req *apiRequest
 	if err := c.serve(ctx); err != nil {
 		writeError(w, r, req.Op, err)
 	}
+	return len(c.usedKeys) > 0 // each attempt upstream records its key
 }
 
 // newCall loads what routing needs: settings (cached), then the account and

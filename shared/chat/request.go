@@ -2,9 +2,11 @@ package chat
 
 import (
 	"bytes"
+	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"strconv"
 
 	"github.com/synthstack/byok/shared/apperr"
@@ -58,6 +60,9 @@ type apiRequest struct {
 	// Header holds the client headers forwarded to an Anthropic upstream
 	// (anthropic-version, anthropic-beta): never credentials.
 	Header http.Header
+	// UploadID names a large-audio upload sent in place of the "file" part
+	// (docs/api.md, "Large audio"); Body is rebuilt around its bytes.
+	UploadID string
 }
 
 func modelField(o jsonObject) (string, error) {
@@ -189,7 +194,8 @@ func parseEmbeddingsRequest(body []byte) (*apiRequest, error) {
 }
 
 // parseTranscriptionRequest checks a multipart transcription upload held in
-// body (read once, bounded): it needs a "file" part and a "model" field.
+// body (read once, bounded): it needs a "model" field and either a "file"
+// part or an "upload_id" field (large audio stored first), not both.
 // The body is forwarded as it is, without a second copy.
 func parseTranscriptionRequest(body []byte, contentType string) (*apiRequest, error) {
 	mt, params, err := mime.ParseMediaType(contentType)
@@ -198,7 +204,7 @@ func parseTranscriptionRequest(body []byte, contentType string) (*apiRequest, er
 	}
 	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
 	req := &apiRequest{Op: opTranscription, Body: body, ContentType: contentType, Choices: 1}
-	hasFile := false
+	hasFile, hasUpload := false, false
 	for {
 		p, err := mr.NextPart()
 		if err != nil {
@@ -213,6 +219,19 @@ func parseTranscriptionRequest(body []byte, contentType string) (*apiRequest, er
 				return nil, apperr.New(apperr.InvalidRequest, "part \"file\" must be a file upload")
 			}
 			hasFile = true
+		case "upload_id":
+			if hasUpload {
+				return nil, apperr.New(apperr.InvalidRequest, "field \"upload_id\" is given twice")
+			}
+			var b bytes.Buffer
+			if _, err := b.ReadFrom(http.MaxBytesReader(nil, p, 64)); err != nil {
+				return nil, apperr.New(apperr.InvalidRequest, "field \"upload_id\" is too long: pass the upload_id returned by POST /v1/audio/uploads")
+			}
+			if b.Len() == 0 {
+				return nil, apperr.New(apperr.InvalidRequest, "field \"upload_id\" must not be empty")
+			}
+			hasUpload = true
+			req.UploadID = b.String()
 		case "model":
 			var b bytes.Buffer
 			if _, err := b.ReadFrom(http.MaxBytesReader(nil, p, 256)); err != nil {
@@ -228,13 +247,82 @@ func parseTranscriptionRequest(body []byte, contentType string) (*apiRequest, er
 		}
 		p.Close()
 	}
-	if !hasFile {
-		return nil, apperr.New(apperr.InvalidRequest, "a \"file\" part is required")
+	if hasFile && hasUpload {
+		return nil, apperr.New(apperr.InvalidRequest, "send either a \"file\" part or an \"upload_id\" field, not both")
+	}
+	if !hasFile && !hasUpload {
+		return nil, apperr.New(apperr.InvalidRequest, "a \"file\" part is required (or an \"upload_id\" from POST /v1/audio/uploads for large audio)")
 	}
 	if req.Model == "" {
 		return nil, apperr.New(apperr.InvalidRequest, "field \"model\" is required")
 	}
 	return req, nil
+}
+
+// withUploadedFile rebuilds r's multipart body with a "file" part holding
+// audio in place of the "upload_id" field, every other part copied, so the
+// body billed and sent upstream is the audio itself. The part is named by
+// the sniffed format: OpenAI tells the format from the file name.
+func (r *apiRequest) withUploadedFile(audio []byte) error {
+	_, params, err := mime.ParseMediaType(r.ContentType)
+	if err != nil {
+		return apperr.New(apperr.InvalidRequest, "Content-Type must be multipart/form-data with a boundary")
+	}
+	mr := multipart.NewReader(bytes.NewReader(r.Body), params["boundary"])
+	var out bytes.Buffer
+	out.Grow(len(r.Body) + len(audio) + 512)
+	mw := multipart.NewWriter(&out)
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return apperr.New(apperr.InvalidRequest, "the multipart body is malformed")
+		}
+		var w io.Writer
+		if p.FormName() == "upload_id" {
+			name, ctype := audioFileName(audio)
+			h := textproto.MIMEHeader{}
+			h.Set("Content-Disposition", mime.FormatMediaType("form-data", map[string]string{"name": "file", "filename": name}))
+			h.Set("Content-Type", ctype)
+			if w, err = mw.CreatePart(h); err == nil {
+				_, err = w.Write(audio)
+			}
+		} else if w, err = mw.CreatePart(p.Header); err == nil {
+			_, err = io.Copy(w, p)
+		}
+		p.Close()
+		if err != nil {
+			return apperr.New(apperr.InvalidRequest, "the multipart body is malformed")
+		}
+	}
+	if err := mw.Close(); err != nil {
+		return apperr.Wrap(err, apperr.Internal, "rebuilding the transcription request failed")
+	}
+	r.Body, r.ContentType = out.Bytes(), mw.FormDataContentType()
+	return nil
+}
+
+// audioFileName names uploaded audio by its magic bytes (the formats
+// OpenAI transcribes); unknown data is sent as "audio" and left to the
+// provider to refuse.
+func audioFileName(b []byte) (name, contentType string) {
+	switch {
+	case bytes.HasPrefix(b, []byte("fLaC")):
+		return "audio.flac", "audio/flac"
+	case len(b) >= 12 && bytes.HasPrefix(b, []byte("RIFF")) && string(b[8:12]) == "WAVE":
+		return "audio.wav", "audio/wav"
+	case bytes.HasPrefix(b, []byte("OggS")):
+		return "audio.ogg", "audio/ogg"
+	case bytes.HasPrefix(b, []byte{0x1A, 0x45, 0xDF, 0xA3}):
+		return "audio.webm", "audio/webm"
+	case len(b) >= 8 && string(b[4:8]) == "ftyp":
+		return "audio.m4a", "audio/mp4"
+	case bytes.HasPrefix(b, []byte("ID3")), len(b) >= 2 && b[0] == 0xFF && b[1]&0xE0 == 0xE0:
+		return "audio.mp3", "audio/mpeg"
+	}
+	return "audio", "application/octet-stream"
 }
 
 // openAIBody returns the body for an OpenAI upstream, re-encoded from the
