@@ -259,7 +259,7 @@ func TestWarmOrgProjectRequestIO(t *testing.T) {
 			for op, n := range ct.take() {
 				ops[op] += n
 			}
-			return ops["DynamoDB_20120810.PutItem"] >= 1
+			return ops["DynamoDB_20120810.PutItem"]+ops["DynamoDB_20120810.TransactWriteItems"] >= 1
 		})
 		if i == 0 {
 			continue // cold: settings read and one KMS Decrypt of the data key
@@ -279,4 +279,51 @@ func TestWarmOrgProjectRequestIO(t *testing.T) {
 			t.Fatalf("warm request %d: %v (reads %d, writes %d, KMS %d)", i, ops, reads, writes, kmsCalls)
 		}
 	}
+}
+
+// docs/teams.md: last_used_at is written with the usage row, at most once an
+// hour per key; every try still writes its usage row.
+func TestLastUsedAtOncePerHour(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setTier("lu", "premium")
+	e.saveKey("lu", "openai", openAIKey(t))
+	tok := e.token("lu", "")
+	lastUsed := func() string {
+		s, _ := e.keyItem("lu", "openai")["last_used_at"].(*types.AttributeValueMemberS)
+		if s == nil {
+			return ""
+		}
+		return s.Value
+	}
+	if lastUsed() != "" {
+		t.Fatalf("a fresh key has last_used_at %q", lastUsed())
+	}
+	chat := func() {
+		t.Helper()
+		wantStatus(t, e.do("POST", "/v1/chat/completions", tok, string(chatBody("gpt-4o-mini", 10, "hi"))), 200, "")
+	}
+	chat()
+	waitFor(t, "last_used_at", func() bool { return lastUsed() != "" })
+	first := lastUsed()
+	chat()
+	waitFor(t, "two usage rows", func() bool { return strings.Count(e.scanUsage(), "key_scope=") == 2 })
+	if lastUsed() != first {
+		t.Fatalf("last_used_at rewritten within the hour: %q then %q", first, lastUsed())
+	}
+	if v := e.listed("/v1", tok, "openai"); v.Entries[0].LastUsedAt == nil {
+		t.Fatalf("last_used_at not shown: %+v", v.Entries)
+	}
+	// An hour later (the stored value made two hours old) it is written again.
+	old := "2000-01-01T00:00:00Z"
+	it := e.keyItem("lu", "openai")
+	if _, err := e.db.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
+		TableName: aws.String(e.vars["TABLE_PREFIX"] + "byok"), Key: map[string]types.AttributeValue{"pk": it["pk"], "sk": it["sk"]},
+		UpdateExpression:          aws.String("SET last_used_at = :old"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":old": &types.AttributeValueMemberS{Value: old}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	chat()
+	waitFor(t, "last_used_at again", func() bool { return lastUsed() > first })
+	waitFor(t, "three usage rows", func() bool { return strings.Count(e.scanUsage(), "key_scope=") == 3 })
 }

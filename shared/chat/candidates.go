@@ -8,6 +8,7 @@ import (
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
+	"github.com/synthstack/byok/shared/usage"
 )
 
 // Response headers naming the key a BYOK answer used (docs/teams.md).
@@ -101,4 +102,24 @@ func lastTry(i, n int, out *outcome) bool {
 		return true
 	}
 	return !out.class.FallbackClass() && out.class != routing.FailRateLimit
+}
+
+// KeyToucher writes a usage row together with the key's last_used_at
+// (usage.Writer.PutTouching).
+type KeyToucher interface {
+	PutTouching(ctx context.Context, r usage.Record, k store.KeyRecord) error
+}
+
+// putTry writes the usage row of one try. last_used_at rides on that same
+// write (docs/teams.md): only when the value this request read is an hour
+// old or more does the row go out as one transaction with the key's update,
+// so the warm path keeps one write and no extra read. A failed transaction
+// falls back to the plain write (putUsage, with its retries).
+func (c *call) putTry(ctx context.Context, rec usage.Record, k store.KeyRecord, out *outcome) {
+	if t, ok := c.x.Usage.(KeyToucher); ok && (out.ok || out.status != 0) && usage.NeedsTouch(k, rec.At) {
+		if err := t.PutTouching(ctx, rec, k); err == nil {
+			return
+		}
+	}
+	c.putUsage(ctx, rec)
 }

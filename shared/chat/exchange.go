@@ -158,7 +158,7 @@ func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
 		after, cancel := x.detached(ctx)
 		rec := c.record(routing.RouteBYOK, c.req.UpstreamModel, out)
 		rec.Try = i
-		c.putUsage(after, rec)
+		c.putTry(after, rec, *k, out)
 		switch {
 		case out.canceled:
 			x.Circuit.Done(c.userID, circ)

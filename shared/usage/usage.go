@@ -87,6 +87,7 @@ type DynamoDB interface {
 type Writer struct {
 	db    DynamoDB
 	table string
+	main  string // the keys' table, for last_used_at (PutTouching)
 	ttl   time.Duration
 }
 
@@ -95,7 +96,7 @@ func NewWriter(db DynamoDB, prefix string, ttl time.Duration) *Writer {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	return &Writer{db: db, table: store.UsageTable.Name(prefix), ttl: ttl}
+	return &Writer{db: db, table: store.UsageTable.Name(prefix), main: store.MainTable.Name(prefix), ttl: ttl}
 }
 
 type item struct {
