@@ -220,6 +220,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 		Events:   pub,
 		Chat: &chat.Executor{
 			Users:               st,
+			Orgs:                st,
 			Settings:            &chat.SettingsCache{Store: st, DefaultMode: cfg.DefaultMode, TTL: cfg.SettingsTTL},
 			Keys:                v,
 			KeyRecorder:         keySvc,

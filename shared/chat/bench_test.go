@@ -103,7 +103,7 @@ func BenchmarkHotPath(b *testing.B) {
 			b.Fatal(err)
 		}
 		req.UpstreamModel = up
-		c, err := rig.x.newCall(ctx, nil, httptest.NewRequest("POST", "/", nil), p.UserID, req, prov)
+		c, err := rig.x.newCall(ctx, nil, httptest.NewRequest("POST", "/", nil), p, req, prov)
 		if err != nil {
 			b.Fatal(err)
 		}

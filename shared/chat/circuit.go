@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Circuit is the per-user, per-provider BYOK circuit (SPEC §8): after an
+// Circuit is the BYOK circuit (SPEC §8), one per user and key (chat names
+// each by user, provider and key: keyCircuit, docs/teams.md): after an
 // `unavailable` failure it stays open for OpenFor, then lets one probe
 // through. It lives in the process (one Lambda instance); it holds no key
 // material. The zero value is not usable; use NewCircuit.

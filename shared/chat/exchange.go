@@ -15,12 +15,12 @@ import (
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/provider/schema"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/usage"
-	"github.com/synthstack/byok/shared/vault"
 )
 
 // Response headers (SPEC §8).
@@ -45,7 +45,8 @@ type call struct {
 	in       routing.Input
 	ledgerID string
 	fallback string
-	usedKeys []string // every key sent upstream for this request (scrubbed from what we relay)
+	cands    []store.KeyRecord // the keys the BYOK route walks, in order (pickKeys)
+	usedKeys []string          // every key sent upstream for this request (scrubbed from what we relay)
 	// onFirstByte runs when a stream's first byte goes to the client.
 	onFirstByte func()
 
@@ -92,6 +93,9 @@ func (c *call) serve(ctx context.Context) error {
 func (c *call) setRouteHeaders(route routing.Route) {
 	h := c.w.Header()
 	h.Set(HeaderRoute, string(route))
+	if route != routing.RouteBYOK {
+		c.setKeyHeaders(nil)
+	}
 	if c.fallback != "" {
 		h.Set(HeaderFallback, c.fallback)
 	} else {
@@ -105,6 +109,9 @@ func (c *call) record(route routing.Route, model string, out *outcome) usage.Rec
 		Endpoint: c.endpoint, Provider: string(c.prov), Model: model, Stream: c.req.Stream,
 		InputTokens: out.usage.input, OutputTokens: out.usage.output, CacheReadTokens: out.usage.cacheRead,
 		Status: out.clientStatus(), LatencyMS: ms(time.Since(c.start)), FallbackReason: c.fallback, Cut: out.cut,
+	}
+	if route == routing.RouteBYOK && c.key != nil {
+		rec.Org, rec.Project, rec.KeyScope, rec.KeyID = c.key.Org, c.key.Project, c.key.Scope(), c.key.KeyID
 	}
 	if out.ttft > 0 {
 		rec.TTFTMS = ms(out.ttft)
@@ -125,38 +132,66 @@ func (c *call) record(route routing.Route, model string, out *outcome) usage.Rec
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// viaBYOK serves the request with the user's own key.
+// viaBYOK serves the request with the caller's keys, walking c.cands in
+// order (docs/teams.md): a fallback-class failure or a provider rate limit
+// moves to the next key before the routing table decides; each try is one
+// usage row.
 func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
-	x, k := c.x, c.key
-	plain, err := x.Keys.Open(ctx, vault.Context{UserID: c.userID, Provider: string(c.prov), KeyID: k.KeyID}, k.Ciphertext)
-	if err != nil {
-		c.setRouteHeaders(routing.RouteBYOK)
-		x.Circuit.Done(c.userID, string(c.prov)) // a probe that never ran must not hold the circuit
-		return routing.Next{}, err               // fail closed: no upstream call
-	}
+	x := c.x
 	c.setRouteHeaders(routing.RouteBYOK)
-	out := c.attempt(ctx, string(plain))
-	clear(plain)
-	after, cancel := x.detached(ctx)
-	defer cancel()
-	c.putUsage(after, c.record(routing.RouteBYOK, c.req.UpstreamModel, out))
-	switch {
-	case out.canceled:
-		x.Circuit.Done(c.userID, string(c.prov))
-		return routing.Next{}, nil
-	case out.class == routing.FailUnavailable:
-		x.Circuit.Failure(c.userID, string(c.prov))
-	default:
-		x.Circuit.Success(c.userID, string(c.prov))
+	if len(c.cands) == 0 {
+		return routing.Next{}, errNoCredits
 	}
-	if out.ok {
-		if out.rateLow != "" { // at most once per key per hour
-			c.publishOnce(after, events.QuotaWarning, "ratelimit#"+c.userID+"#"+string(c.prov)+"#"+k.KeyID, time.Hour, out.rateLow)
+	for i := range c.cands {
+		k := &c.cands[i]
+		c.key = k
+		circ := keyCircuit(c.prov, *k)
+		c.setKeyHeaders(k)
+		plain, err := x.Keys.Open(ctx, keys.VaultContext(*k), k.Ciphertext)
+		if err != nil {
+			x.Circuit.Done(c.userID, circ) // a probe that never ran must not hold the circuit
+			c.releaseProbes(i + 1)
+			return routing.Next{}, err // fail closed: no upstream call
 		}
-		return routing.Next{}, nil
+		out := c.attempt(ctx, string(plain))
+		clear(plain)
+		after, cancel := x.detached(ctx)
+		rec := c.record(routing.RouteBYOK, c.req.UpstreamModel, out)
+		rec.Try = i
+		c.putTry(after, rec, *k, out)
+		switch {
+		case out.canceled:
+			x.Circuit.Done(c.userID, circ)
+		case out.class == routing.FailUnavailable:
+			x.Circuit.Failure(c.userID, circ)
+		default:
+			x.Circuit.Success(c.userID, circ)
+		}
+		if out.canceled || out.ok {
+			if out.ok && out.rateLow != "" { // at most once per key per hour
+				c.publishOnce(after, events.QuotaWarning, "ratelimit#"+c.userID+"#"+string(c.prov)+"#"+k.KeyID, time.Hour, out.rateLow)
+			}
+			cancel()
+			c.releaseProbes(i + 1)
+			return routing.Next{}, nil
+		}
+		reason := reasonOf(out.class, out.status, out.timedOut)
+		c.onBYOKFailure(after, out, reason)
+		if !lastTry(i, len(c.cands), out) {
+			cancel()
+			continue
+		}
+		c.releaseProbes(i + 1)
+		next, err := c.afterLastKey(after, out, reason)
+		cancel()
+		return next, err
 	}
-	reason := reasonOf(out.class, out.status, out.timedOut)
-	c.onBYOKFailure(after, out, reason)
+	return routing.Next{}, nil
+}
+
+// afterLastKey applies the routing table (SPEC §8) to the failure of the
+// last key tried.
+func (c *call) afterLastKey(after context.Context, out *outcome, reason string) (routing.Next, error) {
 	next := routing.AfterBYOK(c.in, out.class, out.bytesSent)
 	switch {
 	case next.Route == routing.RouteCredits:
@@ -206,6 +241,9 @@ func (c *call) onBYOKFailure(ctx context.Context, out *outcome, reason string) {
 	bg := ctx
 	switch out.class {
 	case routing.FailAuth:
+		if c.key.Scope() != store.ScopeUser {
+			bg = keys.WithActor(bg, c.userID) // the org's event names the member
+		}
 		_, err := x.KeyRecorder.Record(bg, c.user.Account, *c.key, provider.Result{
 			Status: provider.StatusInvalid, Reason: keyReason(out.class, out.status), HTTPStatus: out.status,
 		}, events.ByUse)

@@ -69,6 +69,7 @@ type AudioUploads interface {
 // Executor routes and performs AI requests.
 type Executor struct {
 	Users       UserStore
+	Orgs        OrgStore // nil: org and project keys are never used
 	Settings    *SettingsCache
 	Keys        KeyOpener
 	KeyRecorder KeyRecorder

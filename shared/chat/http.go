@@ -13,7 +13,6 @@ import (
 	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/provider"
-	"github.com/synthstack/byok/shared/routing"
 )
 
 // Register adds the chat function's routes to mux.
@@ -222,7 +221,7 @@ func (x *Executor) serve(w http.ResponseWriter, r *http.Request, req *apiRequest
 		return
 	}
 	req.UpstreamModel = upstreamModel
-	c, err := x.newCall(ctx, w, r, p.UserID, req, prov)
+	c, err := x.newCall(ctx, w, r, p, req, prov)
 	if err != nil {
 		writeError(w, r, req.Op, err)
 		return
@@ -234,8 +233,10 @@ func (x *Executor) serve(w http.ResponseWriter, r *http.Request, req *apiRequest
 }
 
 // newCall loads what routing needs: settings (cached), then the account and
-// keys with one query.
-func (x *Executor) newCall(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, req *apiRequest, prov provider.Name) (*call, error) {
+// keys with one query, and the org's (and project's) keys with one more when
+// the token names an org.
+func (x *Executor) newCall(ctx context.Context, w http.ResponseWriter, r *http.Request, p auth.Principal, req *apiRequest, prov provider.Name) (*call, error) {
+	userID := p.UserID
 	set, err := x.Settings.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -244,14 +245,13 @@ func (x *Executor) newCall(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return nil, err
 	}
+	org, err := x.loadOrg(ctx, p)
+	if err != nil {
+		return nil, err
+	}
 	c := &call{x: x, w: w, r: r, start: time.Now(), userID: userID, endpoint: req.Op.endpoint(), req: req, prov: prov, set: set, user: u}
 	c.in = x.routingInput(set, u, userID, prov)
-	if k, ok := u.Keys[string(prov)]; ok {
-		c.key = &k
-	}
-	if c.in.Eligible() && c.in.Mode == routing.BYOKFirst {
-		c.in.CircuitOpen = x.Circuit.Open(userID, string(prov))
-	}
+	c.pickKeys(org)
 	c.ledgerID = r.Header.Get("Idempotency-Key")
 	if c.ledgerID == "" || len(c.ledgerID) > 200 {
 		c.ledgerID = httpx.RequestID(ctx)

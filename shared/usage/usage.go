@@ -7,6 +7,7 @@ package usage
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -40,6 +41,15 @@ type Record struct {
 	TTFTMS          float64   `dynamodbav:"ttft_ms,omitempty" json:"ttft_ms,omitempty"`
 	FallbackReason  string    `dynamodbav:"fallback_reason,omitempty" json:"fallback_reason,omitempty"`
 	Cut             bool      `dynamodbav:"cut,omitempty" json:"cut,omitempty"`
+	// The key a BYOK try used (docs/teams.md): its owner's org and project
+	// (empty for a personal key), scope (user, org, project) and id.
+	Org      string `dynamodbav:"org,omitempty" json:"org,omitempty"`
+	Project  string `dynamodbav:"project,omitempty" json:"project,omitempty"`
+	KeyScope string `dynamodbav:"key_scope,omitempty" json:"key_scope,omitempty"`
+	KeyID    string `dynamodbav:"key_id,omitempty" json:"key_id,omitempty"`
+	// Try is the 0-based position of this try among the request's keys:
+	// each try is its own row.
+	Try int `dynamodbav:"try,omitempty" json:"try,omitempty"`
 }
 
 // Meta returns r as a map for a credit ledger row.
@@ -77,6 +87,7 @@ type DynamoDB interface {
 type Writer struct {
 	db    DynamoDB
 	table string
+	main  string // the keys' table, for last_used_at (PutTouching)
 	ttl   time.Duration
 }
 
@@ -85,7 +96,7 @@ func NewWriter(db DynamoDB, prefix string, ttl time.Duration) *Writer {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	return &Writer{db: db, table: store.UsageTable.Name(prefix), ttl: ttl}
+	return &Writer{db: db, table: store.UsageTable.Name(prefix), main: store.MainTable.Name(prefix), ttl: ttl}
 }
 
 type item struct {
@@ -101,10 +112,20 @@ func SortKey(at time.Time, requestID string) string {
 	return at.UTC().Format("2006-01-02T15:04:05.000000000Z") + "#" + requestID
 }
 
+// trySortKey keeps the first try's key as it always was and gives each
+// later try of the same request its own row.
+func trySortKey(r Record) string {
+	sk := SortKey(r.At, r.RequestID)
+	if r.Try > 0 {
+		sk += "#" + strconv.Itoa(r.Try)
+	}
+	return sk
+}
+
 // Put writes one row (idempotent per time and request id).
 func (w *Writer) Put(ctx context.Context, r Record) error {
 	it, err := attributevalue.MarshalMap(item{
-		PK: "USER#" + r.UserID, SK: SortKey(r.At, r.RequestID), Entity: store.EntityUsage,
+		PK: "USER#" + r.UserID, SK: trySortKey(r), Entity: store.EntityUsage,
 		TTL: r.At.Add(w.ttl).Unix(), Record: r,
 	})
 	if err != nil {
