@@ -46,7 +46,7 @@ rewrap:
 		case "$$k" in ''|\#*) continue;; esac; [ -n "$$(printenv $$k)" ] || export "$$k=$$v"; done < .dev/env; fi; \
 	set +a; $(GO) run ./infra/rewrap
 
-## bench: the SPEC §14 performance suite (starts its own moto_server); fails naming any row not met;
+## bench: the docs/api.md §14 performance suite (starts its own moto_server); fails naming any row not met;
 ##        WRITE=1 also writes docs/performance.md
 bench:
 	GO="$(GO)" $(GO) run ./infra/bench $(if $(WRITE),-write)

@@ -237,7 +237,7 @@ func (g *idleGate) wait() {
 	g.mu.Unlock()
 }
 
-// newBareProxy is the floor of SPEC §14's proxy row: a plain
+// newBareProxy is the floor of docs/api.md §14's proxy row: a plain
 // httputil.ReverseProxy to the fake, with a transport tuned like the
 // gateway's, flushing every write (as a streaming gateway must). It does
 // nothing else: no auth, no parse, no storage; the client's Authorization

@@ -244,7 +244,7 @@ func (b *Bench) rowWarmIO() {
 }
 
 // revalBenchRe finds the revalidator benchmarks: BenchmarkRevalidate100k
-// is SPEC §14's row as it stands; BenchmarkRevalidate10k is its former
+// is docs/api.md §14's row as it stands; BenchmarkRevalidate10k is its former
 // (10,000 keys in 60 s) form.
 var revalBenchRe = regexp.MustCompile(`(?m)^func (BenchmarkRevalidate(?:100k|10k))\(`)
 
@@ -344,7 +344,7 @@ func per(n, of int) float64 { return float64(n) / float64(max(1, of)) }
 var benchFuncRe = regexp.MustCompile(`(?m)^func (Benchmark\w+)\(b \*testing\.B\)`)
 
 // rowWebhooks runs the benchmarks of the webhooks package(s) (shared/webhook*),
-// when there are any: SPEC §14's webhooks row (1,000 events delivered to a
+// when there are any: docs/api.md §14's webhooks row (1,000 events delivered to a
 // local endpoint in ≤ 30 s; 0 lost when the endpoint fails for 5 minutes).
 // The verdict is the benchmarks' own: they pass or fail their target.
 func (b *Bench) rowWebhooks() {

@@ -23,7 +23,7 @@ func numCPU() int { return runtime.NumCPU() }
 // lambdaFlags are the Makefile's LAMBDA_FLAGS.
 var lambdaFlags = []string{"-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w -buildid="}
 
-const maxBootstrapBytes = 15_000_000 // SPEC §14: 15 MB per binary
+const maxBootstrapBytes = 15_000_000 // docs/api.md §14: 15 MB per binary
 
 // kmsFunctions get KMS_KEY_ID in template.yaml.
 var kmsFunctions = map[string]bool{"keys": true, "validate": true, "chat": true}

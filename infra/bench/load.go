@@ -104,7 +104,7 @@ func chatTarget(url, bearer string, body []byte) vegeta.Target {
 		Header: http.Header{"Authorization": {"Bearer " + bearer}, "Content-Type": {"application/json"}}}
 }
 
-// proxyRowDef and delayRowDef are SPEC §14's rows against a bare reverse
+// proxyRowDef and delayRowDef are docs/api.md §14's rows against a bare reverse
 // proxy and with the storage latency model.
 var (
 	proxyRowDef = loadRowDef{"8", "against a bare Go reverse proxy (`httputil.ReverseProxy`) to the same mock, same run",

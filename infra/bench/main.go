@@ -1,4 +1,4 @@
-// Command bench runs the SPEC §14 performance suite: for every row of the
+// Command bench runs the docs/api.md §14 performance suite: for every row of the
 // §14 table the measured value, the target and whether it is met, with the
 // machine it ran on. It prints the table, exits 1 when a row is not met
 // (naming which), and writes docs/performance.md only when asked.
@@ -261,7 +261,7 @@ func (b *Bench) missed() []Row {
 	return m
 }
 
-// sortRows puts the rows in SPEC §14's order (by row number; measurement
+// sortRows puts the rows in docs/api.md §14's order (by row number; measurement
 // order within a number).
 func (b *Bench) sortRows() {
 	num := func(id string) int {

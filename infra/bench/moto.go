@@ -23,7 +23,7 @@ type Moto struct {
 	done chan struct{}
 }
 
-// startMoto starts moto_server on a free loopback port (SPEC §15), unless
+// startMoto starts moto_server on a free loopback port (docs/api.md §15), unless
 // AWS_ENDPOINT_URL is set, in which case that emulator is used.
 func startMoto() (*Moto, error) {
 	if u := strings.TrimSpace(os.Getenv("AWS_ENDPOINT_URL")); u != "" {

@@ -1,5 +1,5 @@
 // Command devserver serves every byok function's routes in one local process
-// with the same handlers the Lambdas use (SPEC §15). It is configured only by
+// with the same handlers the Lambdas use (docs/api.md §15). It is configured only by
 // environment; DEV_BOOTSTRAP=1 creates missing tables, the topic and the
 // audio bucket first. CORS_ALLOWED_ORIGINS (comma-separated, or "*") makes
 // it answer browsers' CORS preflights as the HTTP API and Function URLs do.

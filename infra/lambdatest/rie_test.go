@@ -42,7 +42,7 @@ import (
 	"github.com/synthstack/byok/shared/vault"
 )
 
-// maxBootstrapBytes is SPEC §14's size limit for one function binary.
+// maxBootstrapBytes is docs/api.md §14's size limit for one function binary.
 const maxBootstrapBytes = 15_000_000
 
 // findRIE locates aws-lambda-rie on PATH or in <repo>/bin/tools.
@@ -686,7 +686,7 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 		}},
 		{app.FnChat, []check{
 			// A free user with no credits and no key: byok_first has no BYOK route
-			// and an empty balance, so 402 before any upstream call (SPEC §8).
+			// and an empty balance, so 402 before any upstream call (docs/api.md §8).
 			{request{method: "POST", path: "/v1/chat/completions", token: userTok,
 				body: `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`},
 				func(t *testing.T, q request, resp events.APIGatewayV2HTTPResponse, body []byte) {

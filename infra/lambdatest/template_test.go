@@ -32,11 +32,11 @@ import (
 func logicalID(name string) string { return strings.ToUpper(name[:1]) + name[1:] + "Function" }
 
 // fnRevalidator is ./functions/revalidator: no HTTP route, so not in
-// app.Functions() (SPEC §3).
+// app.Functions() (docs/api.md §3).
 const fnRevalidator = "revalidator"
 
 // schedules maps each function without HTTP routes (not in app.Functions())
-// to the EventBridge schedule expression that invokes it (SPEC §3).
+// to the EventBridge schedule expression that invokes it (docs/api.md §3).
 var schedules = map[string]string{fnRevalidator: "rate(24 hours)"}
 
 // eventFunctions are the functions without HTTP routes, sorted.
@@ -606,11 +606,11 @@ func TestHTTPRoutes(t *testing.T) {
 
 // corsHeaders are the request headers a browser client of the chat URL
 // sends: the bearer token, JSON, the SDKs' own key headers (which carry our
-// token, SPEC §4) and the idempotency key of a credits request.
+// token, docs/api.md §4) and the idempotency key of a credits request.
 var corsHeaders = []string{"Authorization", "Content-Type", "x-api-key", "api-key", "Idempotency-Key"}
 
 // TestFunctionURLs checks the Function URL of every function whose main uses
-// lambdaurl: public (auth is verified in code, SPEC §4), streaming, CORS for
+// lambdaurl: public (auth is verified in code, docs/api.md §4), streaming, CORS for
 // its routes' methods and the client headers, and an output with its URL.
 // No other function may have a URL that would bypass the HTTP API.
 func TestFunctionURLs(t *testing.T) {
@@ -690,7 +690,7 @@ func TestFunctionURLs(t *testing.T) {
 		})
 	}
 	if urls == 0 {
-		t.Error("no function serves through a Function URL; chat must (SPEC §3)")
+		t.Error("no function serves through a Function URL; chat must (docs/api.md §3)")
 	}
 }
 
@@ -1100,7 +1100,7 @@ func TestLeastPrivilege(t *testing.T) {
 				}
 				continue
 			}
-			// Data keys are always bound to a row (SPEC §6): no use without the
+			// Data keys are always bound to a row (docs/api.md §6): no use without the
 			// encryption context.
 			cond, _ := s["Condition"].(map[string]any)
 			null, _ := cond["Null"].(map[string]any)
@@ -1238,7 +1238,7 @@ func TestScheduledFunctions(t *testing.T) {
 				t.Errorf("REVALIDATE_CONCURRENCY = %q, want a positive integer", e.Env["REVALIDATE_CONCURRENCY"])
 			}
 			if fn == fnRevalidator && e.Timeout < 300 {
-				t.Errorf("Timeout = %d, want at least 300 (one invocation is a whole pass, SPEC §7)", e.Timeout)
+				t.Errorf("Timeout = %d, want at least 300 (one invocation is a whole pass, docs/api.md §7)", e.Timeout)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-// Command token mints a local HS256 development token (SPEC §4), e.g.
+// Command token mints a local HS256 development token (docs/api.md §4), e.g.
 //
 //	go run ./infra/token -user alice -role admin
 //	go run ./infra/token -user olga -org acme -org-role owner

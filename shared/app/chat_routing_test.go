@@ -29,7 +29,7 @@ func failures() []failure {
 	}
 }
 
-// fallbackClass is SPEC §8's fallback class.
+// fallbackClass is docs/api.md §8's fallback class.
 func fallbackClass(name string) bool {
 	switch name {
 	case "401", "403", "402", "429 insufficient_quota", "500", "529", "timeout", "connection dropped":
@@ -38,7 +38,7 @@ func fallbackClass(name string) bool {
 	return false
 }
 
-// expect is the answer SPEC §8 requires for one case.
+// expect is the answer docs/api.md §8 requires for one case.
 type expect struct {
 	status        int
 	route         string

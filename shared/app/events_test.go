@@ -69,7 +69,7 @@ func (q *eventQueue) drain() []received {
 	return out
 }
 
-// checkEventShape checks the SPEC §13 fields every event carries.
+// checkEventShape checks the docs/api.md §13 fields every event carries.
 func checkEventShape(t *testing.T, r received) {
 	t.Helper()
 	ev := r.Ev
@@ -245,7 +245,7 @@ func TestFailedPublishNeverFailsRequest(t *testing.T) {
 	}
 }
 
-// SPEC §9: byok.quota_warning when a credit balance falls below 10 % of the
+// docs/api.md §9: byok.quota_warning when a credit balance falls below 10 % of the
 // last grant (once a day), and when the provider reports the user's own
 // quota exhausted.
 func TestQuotaWarnings(t *testing.T) {

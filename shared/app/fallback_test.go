@@ -91,7 +91,7 @@ func TestStalledStreamIsCut(t *testing.T) {
 	waitFor(t, "the upstream call to be cancelled", func() bool { return e.fake.Cancelled() > 0 })
 }
 
-// SPEC §7: a downgrade below premium keeps the key (encrypted) but BYOK stops
+// docs/api.md §7: a downgrade below premium keeps the key (encrypted) but BYOK stops
 // being used; an upgrade re-enables it.
 func TestDowngradeKeepsKeysUpgradeReenables(t *testing.T) {
 	e := newEnv(t, nil)

@@ -582,7 +582,7 @@ func (q *queryCounter) Query(ctx context.Context, in *dynamodb.QueryInput, opts 
 
 // TestUsageExportBoundedMemory: an export of one user's bulk rows (20,000
 // in `make test`, or as many as moto takes in 45 s; set
-// BYOK_USAGE_BULK_ROWS=100000 for the SPEC-sized measurement) is streamed page by page: the first rows reach a slow client
+// BYOK_USAGE_BULK_ROWS=100000 for docs/api.md-sized measurement) is streamed page by page: the first rows reach a slow client
 // after a few pages were read, the heap stays bounded and stops growing
 // once the first pages are in, and every row arrives, oldest first.
 func TestUsageExportBoundedMemory(t *testing.T) {

@@ -38,7 +38,7 @@ func (c *countingTransport) take() map[string]int {
 	return out
 }
 
-// SPEC §14: a warm BYOK request makes at most one storage read (account and
+// docs/api.md §14: a warm BYOK request makes at most one storage read (account and
 // key in one Query) and one write (the usage row), and no KMS call.
 func TestWarmBYOKRequestIO(t *testing.T) {
 	kc := kms.NewFromConfig(awstest.Config(t))

@@ -2,7 +2,7 @@
 // that maps its codes to HTTP statuses and OpenAI-style error types.
 //
 // Domain code returns *Error values (or wraps them); the HTTP layer turns any
-// error into the SPEC §12 envelope with Write. Errors that are not *Error are
+// error into the docs/api.md §12 envelope with Write. Errors that are not *Error are
 // reported as 500 "internal" with a generic message; their text is logged by
 // the caller, never sent to the client.
 package apperr
@@ -16,7 +16,7 @@ import (
 // Code is a machine-readable error code, part of the public API.
 type Code string
 
-// The codes of SPEC §12.
+// The codes of docs/api.md §12.
 const (
 	InvalidRequest      Code = "invalid_request"
 	InvalidKeyFormat    Code = "invalid_key_format"

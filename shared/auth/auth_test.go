@@ -127,7 +127,7 @@ func TestVerifyHS256(t *testing.T) {
 	c := baseClaims("carol")
 	c["roles"] = []string{"user", "admin"}
 	if p, err = v.Verify(ctx, sign(t, jwt.SigningMethodHS256, testSecret, c, "")); err != nil || p.Admin {
-		t.Fatalf("a roles claim must not make an admin (SPEC §4: role == admin): p=%+v err=%v", p, err)
+		t.Fatalf("a roles claim must not make an admin (docs/api.md §4: role == admin): p=%+v err=%v", p, err)
 	}
 	c = baseClaims("dave")
 	c["role"] = "Admin"

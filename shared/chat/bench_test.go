@@ -83,7 +83,7 @@ func newRig(b *testing.B, behavior fakeprovider.Behavior) *benchRig {
 
 var benchBody = []byte(`{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello in five words."}]}`)
 
-// BenchmarkHotPath: SPEC §14 row 1 — auth, key row read, cached unwrap and
+// BenchmarkHotPath: docs/api.md §14 row 1 — auth, key row read, cached unwrap and
 // the routing decision, in process, storage in memory (no upstream call).
 func BenchmarkHotPath(b *testing.B) {
 	rig := newRig(b, fakeprovider.OK())
@@ -141,7 +141,7 @@ func post(b *testing.B, c *http.Client, url, auth string, body []byte) {
 	}
 }
 
-// BenchmarkAddedLatency: SPEC §14 row 2 — the gateway on loopback against
+// BenchmarkAddedLatency: docs/api.md §14 row 2 — the gateway on loopback against
 // a direct call to the same zero-delay fake upstream, concurrency 1,
 // alternating the two. Reports p50/p99 of each and the difference.
 func BenchmarkAddedLatency(b *testing.B) {
@@ -207,7 +207,7 @@ func streamTimes(b *testing.B, c *http.Client, url, auth string, body []byte) (t
 	return ttft, gaps
 }
 
-// BenchmarkStreaming: SPEC §14 row 3 — added time to first token and added
+// BenchmarkStreaming: docs/api.md §14 row 3 — added time to first token and added
 // gap between chunks, gateway vs direct, with a fake that paces 20 chunks
 // 2 ms apart.
 func BenchmarkStreaming(b *testing.B) {
@@ -232,7 +232,7 @@ func BenchmarkStreaming(b *testing.B) {
 	b.ReportMetric(us(percentile(vG, 0.5)-percentile(dG, 0.5)), "added-gap-p50-µs")
 }
 
-// BenchmarkThroughput: SPEC §14 row 4 — requests per second with a 20 ms
+// BenchmarkThroughput: docs/api.md §14 row 4 — requests per second with a 20 ms
 // upstream, 64 concurrent clients for one second each way; reports the
 // gateway's throughput as a percentage of direct.
 func BenchmarkThroughput(b *testing.B) {

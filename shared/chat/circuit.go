@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Circuit is the BYOK circuit (SPEC §8), one per user and key (chat names
+// Circuit is the BYOK circuit (docs/api.md §8), one per user and key (chat names
 // each by user, provider and key: keyCircuit, docs/teams.md): after an
 // `unavailable` failure it stays open for OpenFor, then lets one probe
 // through. It lives in the process (one Lambda instance); it holds no key

@@ -23,7 +23,7 @@ import (
 	"github.com/synthstack/byok/shared/usage"
 )
 
-// Response headers (SPEC §8).
+// Response headers (docs/api.md §8).
 const (
 	HeaderRoute    = "X-Byok-Route"
 	HeaderFallback = "X-Byok-Fallback"
@@ -189,7 +189,7 @@ func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
 	return routing.Next{}, nil
 }
 
-// afterLastKey applies the routing table (SPEC §8) to the failure of the
+// afterLastKey applies the routing table (docs/api.md §8) to the failure of the
 // last key tried.
 func (c *call) afterLastKey(after context.Context, out *outcome, reason string) (routing.Next, error) {
 	next := routing.AfterBYOK(c.in, out.class, out.bytesSent)
@@ -479,7 +479,7 @@ func (c *call) passThrough(out *outcome) error {
 }
 
 // writeError writes err: upstream errors rebuilt (vet.go), the rest in the
-// envelope of SPEC §12 — for Anthropic-protocol callers also shaped as an
+// envelope of docs/api.md §12 — for Anthropic-protocol callers also shaped as an
 // Anthropic error ({"type":"error","error":{"type","message",...}}).
 func writeError(w http.ResponseWriter, r *http.Request, op operation, err error) {
 	if w.Header().Get(HeaderRoute) == "" {

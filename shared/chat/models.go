@@ -1,6 +1,6 @@
 // Package chat serves the AI routes (chat completions, copilot chat) and
 // routes each request to the user's own key or to platform credits by the
-// admin's routing mode (SPEC §8–10).
+// admin's routing mode (docs/api.md §8–10).
 package chat
 
 import (

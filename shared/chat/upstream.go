@@ -55,7 +55,7 @@ func upstreamRequest(ctx context.Context, ep provider.Endpoints, p provider.Name
 	return req, nil
 }
 
-// classify maps an upstream failure to its SPEC §8 class.
+// classify maps an upstream failure to its docs/api.md §8 class.
 func classify(p provider.Name, status int, body []byte) routing.FailureClass {
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:

@@ -1,4 +1,4 @@
-// Package credits moves the credits of the credits route (SPEC §9): reserve
+// Package credits moves the credits of the credits route (docs/api.md §9): reserve
 // before the upstream call, settle with the real usage after it, release on
 // failure, and admin grants. Credits are integers.
 //

@@ -1,4 +1,4 @@
-// Package events publishes byok's notifications (SPEC §13) to one SNS topic,
+// Package events publishes byok's notifications (docs/api.md §13) to one SNS topic,
 // with the event type in the `event_type` message attribute. A failed publish
 // is retried, then logged; it never fails the caller.
 package events

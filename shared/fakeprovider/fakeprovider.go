@@ -1,4 +1,4 @@
-// Package fakeprovider is a fake OpenAI + Anthropic upstream for tests (SPEC
+// Package fakeprovider is a fake OpenAI + Anthropic upstream for tests (docs/api.md
 // §15): one httptest server that answers both protocols, with per-key
 // behaviour (status, body, Retry-After, latency, stalls, dropped connections,
 // SSE pacing, cut streams, tool calls) and a record of what it received.

@@ -1,5 +1,5 @@
 // Package httpx holds the HTTP plumbing every byok handler shares: request ids,
-// the request-scoped slog logger, the SPEC §12 error envelope, bounded JSON
+// the request-scoped slog logger, the docs/api.md §12 error envelope, bounded JSON
 // decoding and panic recovery.
 package httpx
 
@@ -23,7 +23,7 @@ import (
 	"github.com/synthstack/byok/shared/apperr"
 )
 
-// Body limits of SPEC §12.
+// Body limits of docs/api.md §12.
 const (
 	MaxJSONBody      = 10 << 20 // chat, embeddings and the small JSON routes
 	MaxUploadBody    = 25 << 20 // transcription
@@ -193,7 +193,7 @@ type errorDetail struct {
 	RequestID string `json:"request_id"`
 }
 
-// WriteError writes err in the SPEC §12 envelope. Non-application errors are
+// WriteError writes err in the docs/api.md §12 envelope. Non-application errors are
 // logged with their cause and sent as a generic 500.
 //
 // When the client already went away, nothing is written and the error is

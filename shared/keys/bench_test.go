@@ -18,7 +18,7 @@ import (
 	"github.com/synthstack/byok/shared/vault"
 )
 
-// memStore is an in-memory keys.Store for benchmarks only (SPEC §14 measures
+// memStore is an in-memory keys.Store for benchmarks only (docs/api.md §14 measures
 // the in-process path with fake storage); tests use the emulator.
 type memStore struct {
 	user store.User

@@ -1,5 +1,5 @@
 // Package keys is the key vault's application service: saving, listing,
-// testing and deleting a user's provider keys (SPEC §7), and the HTTP
+// testing and deleting a user's provider keys (docs/api.md §7), and the HTTP
 // handlers of the keys and validate functions.
 package keys
 

@@ -1,5 +1,5 @@
 // Package provider knows byok's upstream AI providers: their names, the format
-// of their API keys, and how to validate a key live (SPEC §7, §8, §11).
+// of their API keys, and how to validate a key live (docs/api.md §7, §8, §11).
 //
 // Nothing in this package ever puts an API key into an error, a log line or a
 // Result; only Hint may reveal its last seven characters.
@@ -16,7 +16,7 @@ import (
 // Name is a provider identifier as used in routes and storage.
 type Name = schema.Name
 
-// Provider names of SPEC §2. Only those returned by Supported can hold keys today.
+// Provider names of docs/api.md §2. Only those returned by Supported can hold keys today.
 const (
 	OpenAI      Name = "openai"
 	Anthropic   Name = "anthropic"

@@ -17,7 +17,7 @@ import (
 	"github.com/synthstack/byok/shared/provider/schema"
 )
 
-// Status is a key's validation status (SPEC §2).
+// Status is a key's validation status (docs/api.md §2).
 type Status = schema.Status
 
 const (
@@ -65,7 +65,7 @@ type Result struct {
 	Detail string
 }
 
-// Default base URLs, following the official SDKs' conventions (SPEC §15).
+// Default base URLs, following the official SDKs' conventions (docs/api.md §15).
 const (
 	DefaultOpenAIBaseURL    = "https://api.openai.com/v1"
 	DefaultAnthropicBaseURL = "https://api.anthropic.com"

@@ -1,4 +1,4 @@
-// Package ratelimit enforces the tier limits of the credits route (SPEC §9)
+// Package ratelimit enforces the tier limits of the credits route (docs/api.md §9)
 // across every Lambda instance with DynamoDB conditional writes. The BYOK
 // route has none of these limits.
 //

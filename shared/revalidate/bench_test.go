@@ -21,7 +21,7 @@ import (
 	"github.com/synthstack/byok/shared/vault"
 )
 
-// memStore is in-memory storage for the benchmark only (SPEC §14 measures
+// memStore is in-memory storage for the benchmark only (docs/api.md §14 measures
 // the revalidator against a 50 ms mock provider; moto would measure the
 // emulator instead). It serves the runner's scan and account reads and the
 // key service's conditional status update. Tests use the emulator.
@@ -82,7 +82,7 @@ type countingPublisher struct{ n atomic.Int64 }
 
 func (c *countingPublisher) Publish(context.Context, events.Event) { c.n.Add(1) }
 
-// BenchmarkRevalidate10k is SPEC §14's revalidator target: one pass over
+// BenchmarkRevalidate10k is docs/api.md §14's revalidator target: one pass over
 // 10,000 keys (5,000 users, OpenAI and Anthropic) against the fake provider
 // answering every check in 50 ms, with the real vault (local wrapping key),
 // the real validator over HTTP and the real key service; storage in memory.
@@ -176,6 +176,6 @@ func BenchmarkRevalidate10k(b *testing.B) {
 	b.ReportMetric(float64(conc), "concurrency")
 	b.ReportMetric(float64(peak.Load()), "peak_inflight")
 	if secs > 60 {
-		b.Errorf("one pass over %d keys took %.1fs; SPEC §14 target is ≤ 60s", n, secs)
+		b.Errorf("one pass over %d keys took %.1fs; docs/api.md §14 target is ≤ 60s", n, secs)
 	}
 }

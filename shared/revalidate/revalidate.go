@@ -1,5 +1,5 @@
 // Package revalidate is the scheduled re-validation of every stored provider
-// key (SPEC §7, the revalidator function): scan every key, open it, check it
+// key (docs/api.md §7, the revalidator function): scan every key, open it, check it
 // live with its provider under a per-key timeout and record the outcome
 // through the key service, which publishes byok.key_invalid / byok.key_valid
 // on transitions (detected_by "schedule").

@@ -1,6 +1,6 @@
 package routing
 
-// Banner values of GET /v1/keys (SPEC §7).
+// Banner values of GET /v1/keys (docs/api.md §7).
 const (
 	BannerBYOK           = "byok"
 	BannerCredits        = "credits"

@@ -9,7 +9,7 @@ const (
 	RouteCredits Route = "credits"
 )
 
-// FailureClass classifies a failed upstream call on the BYOK route (SPEC §8).
+// FailureClass classifies a failed upstream call on the BYOK route (docs/api.md §8).
 type FailureClass string
 
 const (
@@ -49,7 +49,7 @@ type Input struct {
 	CircuitOpen bool
 }
 
-// Eligible reports whether BYOK is eligible (SPEC §8): enabled, premium or
+// Eligible reports whether BYOK is eligible (docs/api.md §8): enabled, premium or
 // lifetime tier, a key stored for the provider whose status is not invalid.
 func (in Input) Eligible() bool {
 	return in.BYOKEnabled && in.Tier.BYOKTier() && in.Key != KeyNone && in.Key != KeyInvalid
@@ -71,9 +71,9 @@ type Plan struct {
 	Skipped string
 }
 
-// Decide returns the plan for in (SPEC §8 table).
+// Decide returns the plan for in (docs/api.md §8 table).
 //
-// Choices where the SPEC is silent: in byok_first with the circuit open but
+// Choices where docs/api.md is silent: in byok_first with the circuit open but
 // no credits, the key is tried anyway (there is nothing to fall back to);
 // in credit_first, "credits run out" means the balance cannot cover the
 // request's reservation, which the executor reports through AfterCredits.

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// Every row of the SPEC §8 table, for every eligibility cause.
+// Every row of the docs/api.md §8 table, for every eligibility cause.
 func TestDecide(t *testing.T) {
 	eligible := Input{BYOKEnabled: true, Tier: Premium, Key: KeyValid}
 	notEligible := map[string]Input{

@@ -56,7 +56,7 @@ type Settings struct {
 	TierLimits  map[Tier]TierLimit `json:"tier_limits" dynamodbav:"tier_limits"`
 }
 
-// DefaultTierLimits are SPEC §9's defaults.
+// DefaultTierLimits are docs/api.md §9's defaults.
 func DefaultTierLimits() map[Tier]TierLimit {
 	return map[Tier]TierLimit{
 		Free:     {RequestsPerMinute: 10, TokensPerDay: 20_000, ConcurrentRequests: 3},

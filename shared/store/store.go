@@ -1,5 +1,5 @@
 // Package store is byok's DynamoDB storage for accounts, provider keys and
-// settings (SPEC §5). Every DynamoDB failure is returned as an apperr
+// settings (docs/api.md §5). Every DynamoDB failure is returned as an apperr
 // ServiceUnavailable so callers fail closed.
 package store
 
@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// Item types (SPEC §5 names), stored in the "entity" attribute.
+// Item types (docs/api.md §5 names), stored in the "entity" attribute.
 const (
 	EntityAccount     = "accounts"
 	EntityProviderKey = "provider_keys"

@@ -22,7 +22,7 @@ type TableDef struct {
 	PartitionKey string
 	SortKey      string
 	TTLAttribute string
-	// Entities lists the item types (SPEC §5 names) the table holds.
+	// Entities lists the item types (docs/api.md §5 names) the table holds.
 	Entities []string
 }
 
@@ -46,7 +46,7 @@ var MainTable = TableDef{
 	Entities:     []string{EntityAccount, EntityProviderKey, EntitySettings, EntityRateLimit},
 }
 
-// CreditTransactionsTable is the credit ledger (SPEC §9): one row per credit
+// CreditTransactionsTable is the credit ledger (docs/api.md §9): one row per credit
 // movement (grant, reserve, settle, release) with the request id, plus
 // idempotency markers. pk USER#<id>.
 var CreditTransactionsTable = TableDef{
@@ -58,7 +58,7 @@ var CreditTransactionsTable = TableDef{
 	Entities:     []string{EntityCreditTransaction},
 }
 
-// UsageTable holds BYOK usage rows (SPEC §10 api_key_usage), metadata only,
+// UsageTable holds BYOK usage rows (docs/api.md §10 api_key_usage), metadata only,
 // with a TTL (default 400 days). pk USER#<id>, sk <time>#<request id>.
 var UsageTable = TableDef{
 	Logical:      "UsageTable",

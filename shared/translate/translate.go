@@ -1,5 +1,5 @@
 // Package translate converts between the OpenAI Chat Completions and the
-// Anthropic Messages wire formats (SPEC §11): requests, responses, streaming
+// Anthropic Messages wire formats (docs/api.md §11): requests, responses, streaming
 // events and error bodies, in both directions.
 //
 // Every function is pure (no I/O, no package-level mutable state), except that

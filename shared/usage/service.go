@@ -38,7 +38,7 @@ const (
 	DefaultPageSize = 1000
 )
 
-// Service serves GET /v1/usage and GET /v1/usage/export (SPEC §10): the
+// Service serves GET /v1/usage and GET /v1/usage/export (docs/api.md §10): the
 // caller's own usage metadata, BYOK rows from api_key_usage and credit rows
 // (settle and release ledger rows, which carry the usage fields) from
 // credit_transactions. Never prompt or response content: the rows hold none.

@@ -1,4 +1,4 @@
-// Package usage records request metadata (SPEC §10): never prompt or
+// Package usage records request metadata (docs/api.md §10): never prompt or
 // response content, only who, when, which route/provider/model, token
 // counts, estimated cost, status, error class, latency and time to first
 // token. BYOK rows go to the api_key_usage table with a TTL.

@@ -13,7 +13,7 @@ const (
 	DefaultCacheMaxAge = 5 * time.Minute
 )
 
-// FromEnv builds the Vault from the environment (SPEC §6):
+// FromEnv builds the Vault from the environment (docs/api.md §6):
 //
 //   - KMS_KEY_ID set: KMS (through kms, which must then be non-nil) is the
 //     current wrapping key; ENCRYPTION_KEY, if also set, and

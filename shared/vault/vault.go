@@ -1,5 +1,5 @@
 // Package vault seals stored provider API keys with envelope encryption
-// (SPEC §6): a fresh 256-bit data key per Seal, the key sealed with
+// (docs/api.md §6): a fresh 256-bit data key per Seal, the key sealed with
 // AES-256-GCM bound to its row (user_id, provider, key_id, format version),
 // the data key wrapped by KMS or by a local AES-256-GCM key.
 //

@@ -1,6 +1,6 @@
 // Package memfakes holds in-memory stand-ins for the chat executor's storage
 // (user rows, settings, usage, ledger, limiter, key recorder). They are for
-// benchmarks only: SPEC §14 measures the in-process path "with fake
+// benchmarks only: docs/api.md §14 measures the in-process path "with fake
 // storage". Every test of behaviour uses the emulator.
 //
 // A Latency shared by the stand-ins is the storage latency model of
