@@ -501,27 +501,5 @@ func writeError(w http.ResponseWriter, r *http.Request, op operation, err error)
 		httpx.WriteError(w, r, err)
 		return
 	}
-	code, msg, retry := apperr.Public(err)
-	status := apperr.Status(code)
-	if status >= 500 {
-		httpx.Logger(r.Context(), slog.Default()).Error("request failed", "code", string(code), "err", err.Error())
-	}
-	if retry > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(retry))
-	}
-	typ := apperr.Type(code)
-	switch status {
-	case http.StatusPaymentRequired:
-		typ = "billing_error"
-	case http.StatusServiceUnavailable:
-		typ = "overloaded_error"
-	case http.StatusRequestEntityTooLarge:
-		typ = "request_too_large"
-	}
-	rid := httpx.RequestID(r.Context())
-	httpx.WriteJSON(w, status, map[string]any{
-		"type":       "error",
-		"error":      map[string]string{"type": typ, "code": string(code), "message": msg, "request_id": rid},
-		"request_id": rid,
-	})
+	httpx.WriteAnthropicError(w, r, err)
 }
