@@ -103,7 +103,7 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req createRequest
-	if err := decodeStrict(w, r, maxBody, &req); err != nil {
+	if err := httpx.DecodeJSON(w, r, maxBody, &req); err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
