@@ -52,7 +52,7 @@ type PriceTable struct {
 // ($0.006/minute = $100 per 1M seconds).
 func DefaultPrices() PriceTable {
 	t := PriceTable{
-		Version: "2026-12-01", // 2025-11-01 plus the Google, Mistral and Cohere rows of providerPrices
+		Version: "2026-12-02", // 2026-12-01 (the Google, Mistral and Cohere rows of providerPrices) with cached-input shares per family
 		Models: map[string]Price{
 			// OpenAI
 			"gpt-4o":                 usd(2.50, 10.00),
@@ -171,18 +171,31 @@ func (p PriceTable) Credits(model string, inTok, outTok int64) int64 {
 	return max(c, 1)
 }
 
-// cachedInputShare is the share of the input price that cached input is
-// billed at (public list prices): Anthropic cache reads 10 %, OpenAI cached
-// input 50 %.
+// cachedInputShares are the shares of the input price that cached input is
+// billed at, by model family (public list prices, docs/api.md §9): Anthropic
+// cache reads 10 %; Gemini context caching and OpenAI's gpt-4.1, o3 and
+// o4-mini 25 %; every other model 50 % (OpenAI's gpt-4o, o1, o3-mini).
+var cachedInputShares = [...]struct {
+	family string
+	share  float64
+}{
+	{"claude", 0.1}, {"gemini", 0.25}, {"gpt-4.1", 0.25}, {"o3", 0.25}, {"o3-mini", 0.5}, {"o4-mini", 0.25},
+}
+
+// cachedInputShare returns model's share: the longest family it equals or
+// extends at a '-' boundary wins, else 50 %.
 func cachedInputShare(model string) float64 {
 	m := strings.ToLower(model)
 	if i := strings.LastIndexByte(m, '/'); i >= 0 {
 		m = m[i+1:]
 	}
-	if strings.HasPrefix(m, "claude") {
-		return 0.1
+	share, best := 0.5, 0
+	for _, f := range cachedInputShares {
+		if len(f.family) > best && (m == f.family || strings.HasPrefix(m, f.family+"-")) {
+			share, best = f.share, len(f.family)
+		}
 	}
-	return 0.5
+	return share
 }
 
 // CreditsWithCache is Credits where cacheRead of the inTok input tokens were
