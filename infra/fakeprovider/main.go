@@ -1,4 +1,4 @@
-// Command fakeprovider serves the bundled fake OpenAI and Anthropic upstream
+// Command fakeprovider serves the bundled fake upstream of every provider
 // (shared/fakeprovider, the same fake the tests use, speaking each
 // provider's wire protocol) on a local port, so `make run` can chat with no
 // network and no real key. Every key is valid and every chat gets a canned
@@ -8,8 +8,9 @@
 //
 // -port (or FAKE_PROVIDER_PORT) picks the port; 0, the default, a free one.
 // -port-file receives the chosen port once it is listening. The base URLs
-// to point byok at are printed: OPENAI_BASE_URL=http://127.0.0.1:N/v1 and
-// ANTHROPIC_BASE_URL=http://127.0.0.1:N.
+// to point byok at are printed: OPENAI_BASE_URL=http://127.0.0.1:N/v1,
+// ANTHROPIC_BASE_URL=http://127.0.0.1:N, GOOGLE_BASE_URL=.../google,
+// MISTRAL_BASE_URL=.../mistral/v1 and COHERE_BASE_URL=.../cohere.
 package main
 
 import (
@@ -63,8 +64,9 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	fmt.Printf("fake provider on http://127.0.0.1:%d: OPENAI_BASE_URL=http://127.0.0.1:%d/v1 ANTHROPIC_BASE_URL=http://127.0.0.1:%d (any key is valid; canned replies)\n",
-		addr.Port, addr.Port, addr.Port)
+	u := "http://127.0.0.1:" + strconv.Itoa(addr.Port)
+	fmt.Printf("fake provider on %s: OPENAI_BASE_URL=%s/v1 ANTHROPIC_BASE_URL=%s GOOGLE_BASE_URL=%s/google MISTRAL_BASE_URL=%s/mistral/v1 COHERE_BASE_URL=%s/cohere (any key is valid; canned replies)\n",
+		u, u, u, u, u, u)
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -115,6 +115,9 @@ provider() {
 }
 provider openai OPENAI_BASE_URL INTERNAL_OPENAI_API_KEY /v1
 provider anthropic ANTHROPIC_BASE_URL INTERNAL_ANTHROPIC_API_KEY ""
+provider google GOOGLE_BASE_URL INTERNAL_GOOGLE_API_KEY /google
+provider mistral MISTRAL_BASE_URL INTERNAL_MISTRAL_API_KEY /mistral/v1
+provider cohere COHERE_BASE_URL INTERNAL_COHERE_API_KEY /cohere
 
 "$DEV_DIR/devserver" > "$DEV_DIR/devserver.log" 2>&1 &
 dev_pid=$!

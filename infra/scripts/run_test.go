@@ -128,7 +128,8 @@ func TestMakeRunChatsOffline(t *testing.T) {
 		}
 	}
 	banner := out.String()
-	for _, want := range []string{"moto's memory", "openai: bundled fake provider", "anthropic: bundled fake provider", "platform key: fake"} {
+	for _, want := range []string{"moto's memory", "openai: bundled fake provider", "anthropic: bundled fake provider",
+		"google: bundled fake provider", "mistral: bundled fake provider", "cohere: bundled fake provider", "platform key: fake"} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
 		}
@@ -163,6 +164,14 @@ func TestMakeRunChatsOffline(t *testing.T) {
 	status, body = post("/v1/messages", `{"model":"claude-3-5-haiku-latest","max_tokens":64,"messages":[{"role":"user","content":"hello"}]}`)
 	if status != 200 || !strings.Contains(string(body), `"text"`) {
 		t.Errorf("anthropic messages: %d %s", status, body)
+	}
+	// The other providers' native protocols go to the same fake.
+	for _, model := range []string{"gemini-2.5-flash", "mistral-small-latest", "command-r"} {
+		status, body = post("/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hello"}]}`)
+		got.Choices = nil
+		if status != 200 || json.Unmarshal(body, &got) != nil || len(got.Choices) == 0 || got.Choices[0].Message.Content == "" {
+			t.Errorf("chat with %s: %d %s", model, status, body)
+		}
 	}
 
 	// A second start while the first runs: a clear failure naming the port,
