@@ -357,7 +357,7 @@ func (a *App) Handler(names ...string) http.Handler {
 			httpx.WriteError(w, r, apperr.New(apperr.ServiceUnavailable, "this function has no token verifier configured"))
 		}))
 	}
-	public.Handle("/", a.Verifier.Middleware(mux))
+	public.Handle("/", chat.Unrouted(a.Verifier.Middleware(mux)))
 	return httpx.Middleware(a.Log, public)
 }
 

@@ -392,6 +392,23 @@ func TestRouteNoneBeforeRouting(t *testing.T) {
 			t.Fatalf("%s: %d route %q", name, r.Status, r.Header.Get("X-Byok-Route"))
 		}
 	}
+	// Refused by the token check, before the chat handler runs; other routes
+	// carry no route header.
+	for _, path := range []string{"/v1/chat/completions", "/v1/messages", "/v1/embeddings", "/v1/models"} {
+		method := "POST"
+		if path == "/v1/models" {
+			method = "GET"
+		}
+		for _, bad := range []string{"", "not-a-token"} {
+			r := e.do(method, path, bad, chatBody("gpt-4o-mini", 5, "x"))
+			if r.Status != 401 || r.Header.Get("X-Byok-Route") != "none" {
+				t.Errorf("%s %s with token %q: %d route %q", method, path, bad, r.Status, r.Header.Get("X-Byok-Route"))
+			}
+		}
+	}
+	if r := e.do("GET", "/v1/keys", "", nil); r.Status != 401 || r.Header.Get("X-Byok-Route") != "" {
+		t.Errorf("GET /v1/keys without a token: %d route %q", r.Status, r.Header.Get("X-Byok-Route"))
+	}
 	cfg := awstest.Config(t)
 	cfg.BaseEndpoint = aws.String("http://127.0.0.1:1")
 	cfg.RetryMaxAttempts = 1
