@@ -245,7 +245,7 @@ func (c *call) onBYOKFailure(ctx context.Context, out *outcome, reason string) {
 			bg = keys.WithActor(bg, c.userID) // the org's event names the member
 		}
 		_, err := x.KeyRecorder.Record(bg, c.user.Account, *c.key, provider.Result{
-			Status: provider.StatusInvalid, Reason: keyReason(out.class, out.status), HTTPStatus: out.status,
+			Status: provider.StatusInvalid, Reason: keyReason(out.class, out.status), HTTPStatus: out.status, Detail: out.detail,
 		}, events.ByUse)
 		if err != nil {
 			httpx.Logger(ctx, x.Log).Error("marking key invalid failed", "err", err.Error())
