@@ -240,7 +240,7 @@ func TestBadInputStoresNothing(t *testing.T) {
 		{"too short", "PUT", "/v1/keys/openai", alice, map[string]string{"api_key": "sk-abc"}, 400, "invalid_key_format"},
 		{"whitespace", "PUT", "/v1/keys/openai", alice, map[string]string{"api_key": "sk-" + randomHex(t, 10) + " " + randomHex(t, 10)}, 400, "invalid_key_format"},
 		{"unknown provider", "PUT", "/v1/keys/acme", alice, map[string]string{"api_key": okKey}, 404, "unsupported_provider"},
-		{"later provider", "PUT", "/v1/keys/azure_openai", alice, map[string]string{"api_key": okKey}, 404, "unsupported_provider"},
+		{"azure without endpoint", "PUT", "/v1/keys/azure_openai", alice, map[string]string{"api_key": randomHex(t, 16)}, 400, "invalid_request"},
 		{"unknown provider test", "POST", "/v1/keys/acme/test", alice, nil, 404, "unsupported_provider"},
 		{"unknown provider delete", "DELETE", "/v1/keys/acme", alice, nil, 404, "unsupported_provider"},
 		{"too large", "PUT", "/v1/keys/openai", alice, big, 413, "request_too_large"},

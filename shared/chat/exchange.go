@@ -284,6 +284,13 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 	x := c.x
 	c.setRouteHeaders(routing.RouteCredits)
 	key := x.InternalKeys[c.prov]
+	if key == "" && c.prov == provider.AzureOpenAI {
+		// Azure deployments are the user's own resource: there is no
+		// platform Azure key, so this is the answer of every provider
+		// without one, in words that say what to do.
+		return routing.Next{}, apperr.New(apperr.ServiceUnavailable,
+			"Azure OpenAI deployments are served only with your own azure_openai key (platform credits do not cover them); save one under Settings → API Keys")
+	}
 	if key == "" {
 		return routing.Next{}, apperr.New(apperr.ServiceUnavailable, "platform credits are not available for %s models right now", c.prov)
 	}

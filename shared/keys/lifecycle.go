@@ -265,6 +265,11 @@ func (s *Service) seal(ctx context.Context, owner store.Owner, p provider.Name, 
 		return store.KeyRecord{}, err
 	}
 	res := s.Validator.ValidateCredential(ctx, p, Credential(rec, n.APIKey))
+	if res.Reason == provider.ReasonEndpointRefused {
+		// Refused when dialling (an inward address): nothing was sent and
+		// nothing is stored.
+		return store.KeyRecord{}, apperr.New(apperr.InvalidRequest, "field \"endpoint\" was refused: %s", strings.TrimPrefix(res.Detail, "azure endpoint refused: "))
+	}
 	now := s.now()
 	rec.Ciphertext, rec.WrapperID, rec.Hint = blob, wrapperID, provider.Hint(n.APIKey)
 	rec.Status, rec.Reason, rec.Detail = string(res.Status), string(res.Reason), res.Detail

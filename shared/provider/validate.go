@@ -49,12 +49,16 @@ const (
 	// ReasonUnreachable: no answer at all (DNS, refused, TLS, timeout): the
 	// network failed, not the key; the cause is in Result.Detail.
 	ReasonUnreachable  Reason = "provider_unreachable"
-	ReasonTimeout      Reason = "timeout" // kept for rows stored before provider_unreachable
+	ReasonTimeout      Reason = "timeout"           // kept for rows stored before provider_unreachable
 	ReasonRateLimited  Reason = "rate_limited"      // 429 that is not a quota error
 	ReasonRequestError Reason = "request_error"     // other 4xx (400, 404, 413, 422, ...): not a key problem
 	ReasonUnexpected   Reason = "unexpected_status" // 1xx/3xx or other odd answers
 	ReasonCanceled     Reason = "canceled"          // the caller's context was canceled
-	ReasonUnsupported  Reason = "unsupported_provider"
+	// ReasonEndpointRefused: the Azure endpoint was refused before any
+	// byte was sent (not under an allowed suffix, or resolving to an
+	// address that is not public); the why is in Result.Detail.
+	ReasonEndpointRefused Reason = "endpoint_refused"
+	ReasonUnsupported     Reason = "unsupported_provider"
 )
 
 // Result is the outcome of one live validation. HTTPStatus is the provider's
@@ -197,7 +201,7 @@ func (v *Validator) ValidateCredential(ctx context.Context, p Name, cred schema.
 			return Result{Status: StatusUnchecked, Reason: ReasonRequestError, Detail: fe.Error()}
 		}
 		if errors.Is(err, azure.ErrEndpoint) {
-			return Result{Status: StatusUnchecked, Reason: ReasonRequestError, Detail: err.Error()}
+			return Result{Status: StatusUnchecked, Reason: ReasonEndpointRefused, Detail: scrubDetail(err)}
 		}
 		return Result{Status: StatusUnchecked, Reason: ReasonUnavailable}
 	}
@@ -206,7 +210,7 @@ func (v *Validator) ValidateCredential(ctx context.Context, p Name, cred schema.
 	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(err, azure.ErrEndpoint) {
-			return Result{Status: StatusUnchecked, Reason: ReasonRequestError, Detail: "the endpoint was refused: " + scrubDetail(err)}
+			return Result{Status: StatusUnchecked, Reason: ReasonEndpointRefused, Detail: scrubDetail(err)}
 		}
 		r := transportReason(ctx, tctx, err)
 		if r == ReasonCanceled {
