@@ -78,10 +78,10 @@ func TestKeyLifecycle(t *testing.T) {
 		t.Fatalf("list: %d %s", r.Status, r.Body)
 	}
 	ks := keysByProvider(t, r)
-	if len(ks) != 5 || ks["openai"]["hint"] != "sk-..."+down[len(down)-7:] || ks["anthropic"]["status"] != "invalid" {
+	if len(ks) != 6 || ks["openai"]["hint"] != "sk-..."+down[len(down)-7:] || ks["anthropic"]["status"] != "invalid" {
 		t.Fatalf("list: %s", r.Body)
 	}
-	for _, f := range []string{"provider", "configured", "status", "reason", "hint", "validated_at", "updated_at"} {
+	for _, f := range []string{"provider", "configured", "status", "reason", "detail", "hint", "validated_at", "updated_at"} {
 		if _, ok := ks["openai"][f]; !ok {
 			t.Fatalf("key lacks field %q: %s", f, r.Body)
 		}

@@ -20,22 +20,22 @@ const (
 )
 
 func TestSupportedAndParse(t *testing.T) {
-	if got := provider.Supported(); !reflect.DeepEqual(got, []provider.Name{provider.OpenAI, provider.Anthropic, provider.Google, provider.Mistral, provider.Cohere}) {
+	if got := provider.Supported(); !reflect.DeepEqual(got, []provider.Name{provider.OpenAI, provider.Anthropic, provider.Google, provider.Mistral, provider.Cohere, provider.AzureOpenAI}) {
 		t.Fatalf("Supported() = %v", got)
 	}
-	for _, s := range []string{"openai", "anthropic", "google", "mistral", "cohere"} {
+	for _, s := range []string{"openai", "anthropic", "google", "mistral", "cohere", "azure_openai"} {
 		if n, err := provider.Parse(s); err != nil || string(n) != s {
 			t.Errorf("Parse(%q) = %q, %v", s, n, err)
 		}
 	}
 	long := strings.Repeat("x", 41)
-	for _, s := range []string{"", "groq", "azure_openai", "OpenAI", "foo\nbar", long} {
+	for _, s := range []string{"", "groq", "azure", "OpenAI", "foo\nbar", long} {
 		_, err := provider.Parse(s)
 		if !apperr.Is(err, apperr.UnsupportedProvider) {
 			t.Fatalf("Parse(%q) err = %v", s, err)
 		}
 		_, msg, _ := apperr.Public(err)
-		if !strings.Contains(msg, "openai, anthropic, google, mistral, cohere") {
+		if !strings.Contains(msg, "openai, anthropic, google, mistral, cohere, azure_openai") {
 			t.Errorf("Parse(%q) message %q does not name the supported providers", s, msg)
 		}
 		if strings.Contains(msg, long) || strings.Contains(msg, "\n") {
