@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/chromedp/chromedp"
 	openai "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/synthstack/byok/shared/fakeprovider"
@@ -394,4 +395,43 @@ func TestAzureFailureTable(t *testing.T) {
 	if en[0].Status != "invalid" || *en[0].Reason != "deployment_not_found" || en[0].Detail == nil || !strings.Contains(*en[0].Detail, "does not exist") {
 		t.Fatalf("deployment not found on save: %+v", en[0])
 	}
+}
+
+// The Azure card in a real browser: endpoint, api_version and a
+// `model=deployment` textarea saved through the form, shown back on the
+// entry; a refusal's detail shown under its reason; the key never on the page.
+func TestSettingsPageAzureCard(t *testing.T) {
+	e, ep := newAzureEnv(t, "127.0.0.1")
+	alice := e.token("alice", "")
+	good, forbidden := azureKey(t), azureKey(t)
+	e.fake.SetKey(good, fakeprovider.OK())
+	e.fake.SetKey(forbidden, fakeprovider.Forbidden())
+	b := newTab(t)
+	b.open(e.srv.URL + "/settings/#token=" + alice)
+	card := `[data-provider="azure_openai"]`
+	b.waitFor("the Azure card", `!!document.querySelector('`+card+` form.save textarea[name="deployments"]')`)
+	fill := func(key string) {
+		b.do(chromedp.SendKeys(chromedp.CSS(card+` form.save input[name="api_key"]`), key),
+			chromedp.SetValue(chromedp.CSS(card+` form.save input[name="endpoint"]`), ep),
+			chromedp.SetValue(chromedp.CSS(card+` form.save textarea[name="deployments"]`), "gpt-4o=prod-4o\nemb"),
+			chromedp.Click(chromedp.CSS(card+` form.save button[type="submit"]`)))
+	}
+	fill(good)
+	b.waitFor("the saved key", `!!document.querySelector('`+card+` li.entry [data-status="valid"]')`)
+	text := b.text(card)
+	for _, want := range []string{ep, "2024-10-21", "gpt-4o → prod-4o", "emb"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("Azure card lacks %q:\n%s", want, text)
+		}
+	}
+	if en := azureListed(t, e, alice); len(en) != 1 || en[0].Deployments["gpt-4o"] != "prod-4o" || en[0].Deployments["emb"] != "emb" {
+		t.Fatalf("stored: %+v", en)
+	}
+	fill(forbidden)
+	b.waitFor("the refused key", `!!document.querySelector('`+card+` li.entry [data-status="invalid"]')`)
+	if got := b.text(card + ` li.entry:has([data-status="invalid"]) .detail`); !strings.Contains(got, "Traffic is not from an approved private endpoint") {
+		t.Fatalf("detail under the reason = %q", got)
+	}
+	b.assertSecret(alice, good, forbidden)
+	b.checkClean()
 }
