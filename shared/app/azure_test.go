@@ -435,3 +435,49 @@ func TestSettingsPageAzureCard(t *testing.T) {
 	b.assertSecret(alice, good, forbidden)
 	b.checkClean()
 }
+
+// Validation detail is kept on the key row and shown at the top level and
+// on the entry, whoever judged the key: save (a network failure:
+// provider_unreachable, the cause in detail, in words that blame the
+// network), test (a 403 with Azure's explanation), the schedule (valid
+// again: detail cleared) and use (a 401 with Azure's words).
+func TestValidationDetailStored(t *testing.T) {
+	e, ep := newAzureEnv(t, "127.0.0.1")
+	alice := e.token("alice", "")
+	k := azureKey(t)
+	e.fake.SetKey(k, fakeprovider.Behavior{DropConn: true})
+	body := map[string]any{"api_key": k, "endpoint": ep, "deployments": []string{"d"}}
+	r := e.do("PUT", "/v1/keys/azure_openai", alice, body)
+	wantStatus(t, r, 200, "")
+	top := r.json(t)
+	en := azureEntries(t, r)
+	if top["reason"] != "provider_unreachable" || top["detail"] != "the network failed, not the key: connection failed" ||
+		en[0].Detail == nil || *en[0].Detail != top["detail"] {
+		t.Fatalf("save on a broken network: %s", r.Body)
+	}
+	e.fake.SetKey(k, fakeprovider.Forbidden())
+	en = azureEntries(t, e.do("POST", "/v1/keys/azure_openai/test", alice, nil))
+	if en[0].Status != "invalid" || *en[0].Reason != "forbidden" || en[0].Detail == nil || *en[0].Detail != "Traffic is not from an approved private endpoint." {
+		t.Fatalf("test on a 403: %+v", en[0])
+	}
+	e.fake.SetKey(k, fakeprovider.OK())
+	if sum, err := e.runner(1, &lockedBuffer{}).Run(context.Background()); err != nil || sum.Valid != 1 {
+		t.Fatalf("pass: %+v %v", sum, err)
+	}
+	if en = azureListed(t, e, alice); en[0].Status != "valid" || en[0].Detail != nil {
+		t.Fatalf("after the schedule: %+v", en[0])
+	}
+	e.fake.SetKey(k, fakeprovider.Unauthorized())
+	e.setMode("byok_only")
+	r = e.do("POST", "/v1/chat/completions", alice, map[string]any{"model": "azure/d", "messages": []map[string]string{{"role": "user", "content": "hi"}}})
+	if r.Status != 401 {
+		t.Fatalf("use on a 401: %d %s", r.Status, r.Body)
+	}
+	if en = azureListed(t, e, alice); en[0].Status != "invalid" || en[0].Detail == nil || !strings.Contains(*en[0].Detail, "Access denied due to invalid subscription key") {
+		t.Fatalf("after use: %+v", en[0])
+	}
+	raw := e.keyItem("alice", "azure_openai")["detail"].(*types.AttributeValueMemberS).Value
+	if raw != *en[0].Detail || strings.Contains(raw, k) {
+		t.Fatalf("stored detail %q", raw)
+	}
+}
