@@ -374,7 +374,7 @@ func TestAzureFailureTable(t *testing.T) {
 		if r.Status != tc.status || r.Header.Get("X-Byok-Fallback") != tc.fallback || strings.Contains(string(r.Body), k) {
 			t.Fatalf("%s: %d fallback %q %s", tc.name, r.Status, r.Header.Get("X-Byok-Fallback"), r.Body)
 		}
-		if tc.status == 503 && !strings.Contains(string(r.Body), "platform credits do not cover") {
+		if tc.status == 503 && !strings.Contains(string(r.Body), "your azure_openai key failed ("+tc.fallback+") and platform credits do not cover") {
 			t.Fatalf("%s: %s", tc.name, r.Body)
 		}
 		if tc.name == "rate limit" && r.Header.Get("Retry-After") == "" {

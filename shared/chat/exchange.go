@@ -288,6 +288,10 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 		// Azure deployments are the user's own resource: there is no
 		// platform Azure key, so this is the answer of every provider
 		// without one, in words that say what to do.
+		if c.fallback != "" {
+			return routing.Next{}, apperr.New(apperr.ServiceUnavailable,
+				"your azure_openai key failed (%s) and platform credits do not cover Azure OpenAI deployments; check the key under Settings → API Keys", c.fallback)
+		}
 		return routing.Next{}, apperr.New(apperr.ServiceUnavailable,
 			"Azure OpenAI deployments are served only with your own azure_openai key (platform credits do not cover them); save one under Settings → API Keys")
 	}
