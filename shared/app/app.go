@@ -33,6 +33,7 @@ import (
 	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/page"
 	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/provider/azure"
 	"github.com/synthstack/byok/shared/ratelimit"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
@@ -121,6 +122,9 @@ type Clients struct {
 	SNS      *sns.Client
 	SQS      *sqs.Client
 	S3       *s3.Client
+	// Upstream, when set, is the base transport of provider calls (tests
+	// put a TLS fake's trust in it); nil means http.DefaultTransport.
+	Upstream *http.Transport
 }
 
 // NewClients builds the AWS clients from an SDK config. S3 uses path-style
@@ -186,17 +190,26 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 		pub = events.NewSNS(c.SNS, cfg.SNSTopicARN, log)
 	}
 	st := store.New(c.DynamoDB, cfg.TablePrefix)
-	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	upstream := http.DefaultTransport.(*http.Transport).Clone()
+	base := http.DefaultTransport.(*http.Transport)
+	if c.Upstream != nil {
+		base = c.Upstream
+	}
+	httpClient := &http.Client{Transport: base.Clone()}
+	upstream := base.Clone()
 	upstream.MaxIdleConns, upstream.MaxIdleConnsPerHost = 256, 128
 	// Never follow a provider's redirect: Go keeps x-api-key on cross-host
 	// redirects and would send a key elsewhere.
 	upstreamClient := &http.Client{Transport: upstream, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// Azure endpoints are the user's: their calls go only through the guard
+	// (allowed suffixes, public addresses checked when dialling, no proxy,
+	// no redirects; docs/providers.md).
+	azureGuard := &azure.Guard{Suffixes: cfg.Endpoints.AzureSuffixes}
+	azureClient := azureGuard.Client(upstream, 0)
 	ledger := credits.NewLedger(c.DynamoDB, cfg.TablePrefix, nil)
 	ledger.Log = log
 	keySvc := &keys.Service{
 		Store: st, Sealer: v, Validator: provider.NewValidator(httpClient, cfg.Endpoints, 10*time.Second),
-		Events: pub, DefaultMode: cfg.DefaultMode, Log: log,
+		AzureGuard: azureGuard, Events: pub, DefaultMode: cfg.DefaultMode, Log: log,
 	}
 	var audioStore *audio.Store
 	if c.S3 != nil {
@@ -232,6 +245,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 			Events:              pub,
 			Once:                st,
 			HTTP:                upstreamClient,
+			AzureHTTP:           azureClient,
 			Endpoints:           cfg.Endpoints,
 			Providers:           provider.NewRegistry(cfg.Endpoints),
 			InternalKeys:        cfg.InternalKeys,

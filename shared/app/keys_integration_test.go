@@ -78,10 +78,10 @@ func TestKeyLifecycle(t *testing.T) {
 		t.Fatalf("list: %d %s", r.Status, r.Body)
 	}
 	ks := keysByProvider(t, r)
-	if len(ks) != 5 || ks["openai"]["hint"] != "sk-..."+down[len(down)-7:] || ks["anthropic"]["status"] != "invalid" {
+	if len(ks) != 6 || ks["openai"]["hint"] != "sk-..."+down[len(down)-7:] || ks["anthropic"]["status"] != "invalid" {
 		t.Fatalf("list: %s", r.Body)
 	}
-	for _, f := range []string{"provider", "configured", "status", "reason", "hint", "validated_at", "updated_at"} {
+	for _, f := range []string{"provider", "configured", "status", "reason", "detail", "hint", "validated_at", "updated_at"} {
 		if _, ok := ks["openai"][f]; !ok {
 			t.Fatalf("key lacks field %q: %s", f, r.Body)
 		}
@@ -240,7 +240,7 @@ func TestBadInputStoresNothing(t *testing.T) {
 		{"too short", "PUT", "/v1/keys/openai", alice, map[string]string{"api_key": "sk-abc"}, 400, "invalid_key_format"},
 		{"whitespace", "PUT", "/v1/keys/openai", alice, map[string]string{"api_key": "sk-" + randomHex(t, 10) + " " + randomHex(t, 10)}, 400, "invalid_key_format"},
 		{"unknown provider", "PUT", "/v1/keys/acme", alice, map[string]string{"api_key": okKey}, 404, "unsupported_provider"},
-		{"later provider", "PUT", "/v1/keys/azure_openai", alice, map[string]string{"api_key": okKey}, 404, "unsupported_provider"},
+		{"azure without endpoint", "PUT", "/v1/keys/azure_openai", alice, map[string]string{"api_key": randomHex(t, 16)}, 400, "invalid_request"},
 		{"unknown provider test", "POST", "/v1/keys/acme/test", alice, nil, 404, "unsupported_provider"},
 		{"unknown provider delete", "DELETE", "/v1/keys/acme", alice, nil, 404, "unsupported_provider"},
 		{"too large", "PUT", "/v1/keys/openai", alice, big, 413, "request_too_large"},

@@ -404,7 +404,7 @@ func TestOpenAPIExercise(t *testing.T) {
 	want(e.do("POST", "/v1/messages", dora, map[string]any{"model": "nope", "max_tokens": 5,
 		"messages": []map[string]string{{"role": "user", "content": "x"}}}), 404, "not_found")
 	want(e.do("POST", "/v1/messages", dora, map[string]any{"model": "azure/my-deployment", "max_tokens": 5,
-		"messages": []map[string]string{{"role": "user", "content": "x"}}}), 404, "unsupported_provider")
+		"messages": []map[string]string{{"role": "user", "content": "x"}}}), 503, "service_unavailable") // no azure key, no platform Azure key
 	want(e.do("POST", "/v1/embeddings", dora, map[string]any{"model": "text-embedding-3-small", "input": "x"}, "api-key", dora), 200, "")
 	want(e.do("POST", "/v1/embeddings", dora, map[string]any{"model": "text-embedding-3-small"}), 400, "invalid_request")
 	ct, audio := multipartBody(t, map[string]string{"model": "whisper-1"}, []byte("abc"))

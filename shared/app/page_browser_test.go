@@ -673,14 +673,14 @@ func TestSettingsPageRendersEntries(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"api_key", "endpoint", "api_version", "deployments"} {
-		if !evalAs[bool](b, `!!document.querySelector('[data-provider="azure_openai"] form.save input[name="`+name+`"]')`) {
+		if !evalAs[bool](b, `!!document.querySelector('[data-provider="azure_openai"] form.save [name="`+name+`"]')`) {
 			t.Errorf("the Azure form lacks %s", name)
 		}
 	}
 	if got := b.text(`[data-provider="google"] h3`); got != "Google Gemini" {
 		t.Errorf("google card title = %q", got)
 	}
-	codes := []string{"unauthorized", "no_billing", "quota_exceeded", "forbidden", "invalid_format", "provider_unreachable",
+	codes := []string{"unauthorized", "no_billing", "quota_exceeded", "forbidden", "deployment_not_found", "endpoint_refused", "invalid_format", "provider_unreachable",
 		"provider_unavailable", "timeout", "rate_limited", "request_error", "unexpected_status", "canceled", "unsupported_provider"}
 	raw, _ := json.Marshal(codes)
 	b.do(chromedp.Evaluate[chromedp.Void](`import('/settings/static/format.js').then((m) => { window.__missing = ` + string(raw) + `.filter((c) => !m.REASONS[c]); })`))

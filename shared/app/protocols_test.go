@@ -323,7 +323,6 @@ func TestProtocolBadInput(t *testing.T) {
 	}{
 		{"chat wrong content type", "/v1/chat/completions", "text/plain", []byte(`{"model":"gpt-4o","messages":[{}]}`), 400, "invalid_request", false},
 		{"chat unknown model", "/v1/chat/completions", "application/json", []byte(`{"model":"llama-3-70b","messages":[{"role":"user","content":"x"}]}`), 404, "not_found", false},
-		{"chat later provider", "/v1/chat/completions", "application/json", []byte(`{"model":"azure/my-deployment","messages":[{"role":"user","content":"x"}]}`), 404, "unsupported_provider", false},
 		{"chat too large", "/v1/chat/completions", "application/json", bytes.Repeat([]byte(" "), 11<<20), 413, "request_too_large", false},
 		{"messages no max_tokens", "/v1/messages", "application/json", []byte(`{"model":"claude-3-5-haiku-20241022","messages":[{"role":"user","content":"x"}]}`), 400, "invalid_request", true},
 		{"messages broken json", "/v1/messages", "application/json", []byte(`{"model":`), 400, "invalid_request", true},

@@ -38,6 +38,7 @@ type outcome struct {
 	usage      tokens
 	ttft       time.Duration
 	rateLow    string // the provider's rate-limit headers show < 10% left (lowRateLimit)
+	detail     string // the provider's explanation of a refusal (scrubbed), kept on the key row
 }
 
 func (o *outcome) clientStatus() int {
@@ -128,7 +129,12 @@ func (c *call) attempt(ctx context.Context, apiKey string) *outcome {
 		timer = startHeaderTimer(x.upstreamTimeout(), cancel)
 		defer timer.stop()
 	}
-	resp, err := x.HTTP.Do(req)
+	hc := c.client()
+	if hc == nil {
+		timer.stop()
+		return &outcome{class: routing.FailUnavailable}
+	}
+	resp, err := hc.Do(req)
 	if c.req.Stream {
 		timer.stop()
 	}

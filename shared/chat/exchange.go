@@ -245,7 +245,7 @@ func (c *call) onBYOKFailure(ctx context.Context, out *outcome, reason string) {
 			bg = keys.WithActor(bg, c.userID) // the org's event names the member
 		}
 		_, err := x.KeyRecorder.Record(bg, c.user.Account, *c.key, provider.Result{
-			Status: provider.StatusInvalid, Reason: keyReason(out.class, out.status), HTTPStatus: out.status,
+			Status: provider.StatusInvalid, Reason: keyReason(out.class, out.status), HTTPStatus: out.status, Detail: out.detail,
 		}, events.ByUse)
 		if err != nil {
 			httpx.Logger(ctx, x.Log).Error("marking key invalid failed", "err", err.Error())
@@ -284,6 +284,17 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 	x := c.x
 	c.setRouteHeaders(routing.RouteCredits)
 	key := x.InternalKeys[c.prov]
+	if key == "" && c.prov == provider.AzureOpenAI {
+		// Azure deployments are the user's own resource: there is no
+		// platform Azure key, so this is the answer of every provider
+		// without one, in words that say what to do.
+		if c.fallback != "" {
+			return routing.Next{}, apperr.New(apperr.ServiceUnavailable,
+				"your azure_openai key failed (%s) and platform credits do not cover Azure OpenAI deployments; check the key under Settings → API Keys", c.fallback)
+		}
+		return routing.Next{}, apperr.New(apperr.ServiceUnavailable,
+			"Azure OpenAI deployments are served only with your own azure_openai key (platform credits do not cover them); save one under Settings → API Keys")
+	}
 	if key == "" {
 		return routing.Next{}, apperr.New(apperr.ServiceUnavailable, "platform credits are not available for %s models right now", c.prov)
 	}

@@ -81,7 +81,11 @@ type Executor struct {
 	Events      events.Publisher
 	Once        Onceer
 	HTTP        *http.Client
-	Endpoints   provider.Endpoints
+	// AzureHTTP sends Azure OpenAI requests (azure.Guard's client: the
+	// endpoint is the user's). Nil: Azure requests are refused, never sent
+	// through HTTP.
+	AzureHTTP *http.Client
+	Endpoints provider.Endpoints
 	// Providers is the adapter registry (nil: built from Endpoints).
 	Providers    *provider.Registry
 	InternalKeys map[provider.Name]string

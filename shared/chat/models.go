@@ -26,7 +26,7 @@ func servedProvider(p provider.Name) error {
 	if provider.IsSupported(p) {
 		return nil
 	}
-	return apperr.New(apperr.UnsupportedProvider, "provider %s is not supported yet; supported: openai, anthropic, google, mistral, cohere", p)
+	return apperr.New(apperr.UnsupportedProvider, "provider %s is not supported yet; supported: openai, anthropic, google, mistral, cohere, azure_openai", p)
 }
 
 func clip(s string) string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/provider/schema"
 	"github.com/synthstack/byok/shared/routing"
@@ -40,6 +41,13 @@ func (c *call) nativeAdapter() (provider.Adapter, bool) {
 // nativeRequest builds the upstream request from the canonical request.
 func (c *call) nativeRequest(ctx context.Context, a provider.Adapter, apiKey string) (*http.Request, error) {
 	cred := c.x.providers().Credential(c.prov, apiKey)
+	if c.key != nil && apiKey != c.x.InternalKeys[c.prov] {
+		// The key's own row: Azure's endpoint, api_version and deployments.
+		cred = keys.Credential(*c.key, apiKey)
+		if cred.BaseURL == "" {
+			cred.BaseURL = c.x.providers().Credential(c.prov, "").BaseURL
+		}
+	}
 	r := c.req
 	if r.Op == opEmbeddings {
 		var er schema.EmbeddingRequest
@@ -80,8 +88,16 @@ func (c *call) nativeFailure(a provider.Adapter, resp *http.Response, body []byt
 		typ = "api_error"
 	}
 	eb := mustJSON(map[string]any{"error": map[string]string{"type": typ, "code": v.Code, "message": msg}})
+	scrub := c.scrubberFor(apiKey).scrub
+	detail := v.Detail
+	if detail == "" {
+		detail = v.Message
+	}
+	if detail = scrub(detail); len(detail) > 500 {
+		detail = detail[:500] + "..."
+	}
 	return &outcome{status: resp.StatusCode, class: routing.FailureClass(v.Class), retryAfter: v.RetryAfter, errBody: body,
-		vetted: translate.VetError(resp.StatusCode, eb, false, c.req.Op.anthropicCaller(), c.scrubberFor(apiKey).scrub)}
+		vetted: translate.VetError(resp.StatusCode, eb, false, c.req.Op.anthropicCaller(), scrub), detail: detail}
 }
 
 // nativeAnswer decodes a whole answer into the caller's protocol.
@@ -177,6 +193,15 @@ func (c *call) nativeStream(a provider.Adapter, sw *sseWriter) func(sse.Event) (
 		}
 		return false, true, nil
 	}
+}
+
+// client is the HTTP client for c's provider: Azure's requests only through
+// the guarded client (nil when none is configured).
+func (c *call) client() *http.Client {
+	if c.prov == provider.AzureOpenAI {
+		return c.x.AzureHTTP
+	}
+	return c.x.HTTP
 }
 
 // nativeBuildError is the outcome of a request the adapter refused to build.

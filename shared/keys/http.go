@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/synthstack/byok/shared/apperr"
@@ -112,6 +113,10 @@ type putRequest struct {
 	Label    *string   `json:"label"`
 	Priority *int      `json:"priority"`
 	Models   *[]string `json:"models"`
+	// azure_openai only (docs/providers.md).
+	Endpoint    *string         `json:"endpoint"`
+	APIVersion  *string         `json:"api_version"`
+	Deployments json.RawMessage `json:"deployments"`
 }
 
 func (q putRequest) newKey() (NewKey, error) {
@@ -127,6 +132,26 @@ func (q putRequest) newKey() (NewKey, error) {
 	}
 	if q.Models != nil {
 		n.Models = *q.Models
+	}
+	if q.Endpoint != nil {
+		if n.Azure.Endpoint = *q.Endpoint; n.Azure.Endpoint == "" {
+			return NewKey{}, apperr.New(apperr.InvalidRequest, "field \"endpoint\" must not be empty")
+		}
+	}
+	if q.APIVersion != nil {
+		if n.Azure.APIVersion = *q.APIVersion; n.Azure.APIVersion == "" {
+			return NewKey{}, apperr.New(apperr.InvalidRequest, "field \"api_version\" must not be empty (leave it out for the default)")
+		}
+	}
+	if q.Deployments != nil {
+		d, err := ParseDeployments(q.Deployments)
+		if err != nil {
+			return NewKey{}, err
+		}
+		if d == nil {
+			d = map[string]string{} // present: the field was sent
+		}
+		n.Azure.Deployments = d
 	}
 	return n, nil
 }

@@ -40,6 +40,7 @@ type View struct {
 	Configured  bool       `json:"configured"`
 	Status      *string    `json:"status"`
 	Reason      *string    `json:"reason"`
+	Detail      *string    `json:"detail"`
 	Hint        *string    `json:"hint"`
 	ValidatedAt *time.Time `json:"validated_at"`
 	UpdatedAt   *time.Time `json:"updated_at"`
@@ -55,11 +56,16 @@ type Entry struct {
 	Models      []string   `json:"models"`
 	Status      string     `json:"status"`
 	Reason      *string    `json:"reason"`
+	Detail      *string    `json:"detail"`
 	Hint        string     `json:"hint"`
 	ValidatedAt *time.Time `json:"validated_at"`
 	LastUsedAt  *time.Time `json:"last_used_at"`
 	Stale       bool       `json:"stale"`
 	Scope       string     `json:"scope"`
+	// Azure OpenAI only: where the key is sent and what it serves.
+	Endpoint    string            `json:"endpoint,omitempty"`
+	APIVersion  string            `json:"api_version,omitempty"`
+	Deployments map[string]string `json:"deployments,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -97,8 +103,9 @@ func (s *Service) viewOf(p provider.Name, ks []store.KeyRecord) View {
 		}
 		v.Entries = append(v.Entries, Entry{
 			KeyID: k.KeyID, Label: k.Label, Priority: k.Priority, Models: models, Status: k.Status,
-			Reason: strPtr(k.Reason), Hint: k.Hint, ValidatedAt: timePtr(k.ValidatedAt),
+			Reason: strPtr(k.Reason), Detail: strPtr(k.Detail), Hint: k.Hint, ValidatedAt: timePtr(k.ValidatedAt),
 			LastUsedAt: timePtr(k.LastUsedAt), Stale: Stale(k, now), Scope: k.Scope(),
+			Endpoint: k.Endpoint, APIVersion: k.APIVersion, Deployments: k.Deployments,
 		})
 	}
 	first, ok := store.FirstUsable(ks)
@@ -107,7 +114,7 @@ func (s *Service) viewOf(p provider.Name, ks []store.KeyRecord) View {
 	}
 	v.Configured = true
 	st, hint := first.Status, first.Hint
-	v.Status, v.Hint, v.Reason = &st, &hint, strPtr(first.Reason)
+	v.Status, v.Hint, v.Reason, v.Detail = &st, &hint, strPtr(first.Reason), strPtr(first.Detail)
 	v.ValidatedAt, v.UpdatedAt = timePtr(first.ValidatedAt), timePtr(first.UpdatedAt)
 	return v
 }
@@ -133,6 +140,8 @@ type NewKey struct {
 	Label    string
 	Priority int
 	Models   []string
+	// Azure is an azure_openai key's endpoint, api_version and deployments.
+	Azure AzureConfig
 }
 
 // CheckLabel, CheckPriority and CheckModels validate the editable fields.
@@ -192,7 +201,18 @@ func ModelAllowed(filter []string, model string) bool {
 	return false
 }
 
-func (n NewKey) check(p provider.Name) error {
+// check validates n for p without any network call; an Azure key's
+// configuration comes back normalised.
+func (s *Service) check(p provider.Name, n *NewKey) error {
+	if p == provider.AzureOpenAI {
+		c, err := s.checkAzure(n.Azure)
+		if err != nil {
+			return err
+		}
+		n.Azure = c
+	} else if f, ok := n.Azure.set(); ok {
+		return apperr.New(apperr.InvalidRequest, "field %q is only for azure_openai keys", f)
+	}
 	if err := provider.CheckFormat(p, n.APIKey); err != nil {
 		return err
 	}
@@ -231,7 +251,8 @@ func (s *Service) mayStore(ctx context.Context, caller string, owner store.Owner
 
 // seal seals and validates n for owner and returns the record to store.
 func (s *Service) seal(ctx context.Context, owner store.Owner, p provider.Name, n NewKey) (store.KeyRecord, error) {
-	rec := store.KeyRecord{Provider: string(p), KeyID: uuid.NewString(), Label: n.Label, Priority: n.Priority, Models: n.Models}
+	rec := store.KeyRecord{Provider: string(p), KeyID: uuid.NewString(), Label: n.Label, Priority: n.Priority, Models: n.Models,
+		Endpoint: n.Azure.Endpoint, APIVersion: n.Azure.APIVersion, Deployments: n.Azure.Deployments}
 	rec.SetOwner(owner)
 	// Seal before calling the provider: a vault that is not configured or
 	// unreachable refuses the save without any upstream call.
@@ -243,10 +264,15 @@ func (s *Service) seal(ctx context.Context, owner store.Owner, p provider.Name, 
 	if err != nil {
 		return store.KeyRecord{}, err
 	}
-	res := s.Validator.Validate(ctx, p, n.APIKey)
+	res := s.Validator.ValidateCredential(ctx, p, Credential(rec, n.APIKey))
+	if res.Reason == provider.ReasonEndpointRefused {
+		// Refused when dialling (an inward address): nothing was sent and
+		// nothing is stored.
+		return store.KeyRecord{}, apperr.New(apperr.InvalidRequest, "field \"endpoint\" was refused: %s", strings.TrimPrefix(res.Detail, "azure endpoint refused: "))
+	}
 	now := s.now()
 	rec.Ciphertext, rec.WrapperID, rec.Hint = blob, wrapperID, provider.Hint(n.APIKey)
-	rec.Status, rec.Reason = string(res.Status), string(res.Reason)
+	rec.Status, rec.Reason, rec.Detail = string(res.Status), string(res.Reason), res.Detail
 	rec.ValidatedAt, rec.CreatedAt, rec.UpdatedAt = now, now, now
 	return rec, nil
 }
@@ -265,7 +291,7 @@ func (s *Service) Put(ctx context.Context, userID string, p provider.Name, apiKe
 // Replace stores n as owner's only key for p (PUT): every other key of that
 // provider is deleted in the same write.
 func (s *Service) Replace(ctx context.Context, caller string, owner store.Owner, p provider.Name, n NewKey) (View, error) {
-	if err := n.check(p); err != nil {
+	if err := s.check(p, &n); err != nil {
 		return View{}, err
 	}
 	acc, err := s.mayStore(ctx, caller, owner)
@@ -302,7 +328,7 @@ func (s *Service) Replace(ctx context.Context, caller string, owner store.Owner,
 // Add stores n as one more key of owner for p (POST), at most
 // store.MaxKeysPerProvider per provider and owner.
 func (s *Service) Add(ctx context.Context, caller string, owner store.Owner, p provider.Name, n NewKey) (View, error) {
-	if err := n.check(p); err != nil {
+	if err := s.check(p, &n); err != nil {
 		return View{}, err
 	}
 	acc, err := s.mayStore(ctx, caller, owner)
@@ -497,7 +523,7 @@ func (s *Service) TestKeys(ctx context.Context, owner store.Owner, p provider.Na
 				errs[i] = err
 				return
 			}
-			res := s.Validator.Validate(ctx, p, string(plain))
+			res := s.Validator.ValidateCredential(ctx, p, Credential(k, string(plain)))
 			clear(plain)
 			all[i], errs[i] = s.Record(ctx, acc, k, res, events.ByTest)
 		}()
@@ -522,7 +548,7 @@ func (s *Service) Record(ctx context.Context, acc *store.Account, k store.KeyRec
 	now := s.now()
 	prev, _, err := s.Store.UpdateKeyStatus(ctx, store.StatusUpdate{
 		UserID: k.UserID, Provider: k.Provider, KeyID: k.KeyID, Key: k,
-		Status: string(res.Status), Reason: string(res.Reason), ValidatedAt: now,
+		Status: string(res.Status), Reason: string(res.Reason), Detail: res.Detail, ValidatedAt: now,
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return store.KeyRecord{}, apperr.New(apperr.NotFound, "the %s key was replaced or deleted meanwhile", k.Provider)
@@ -530,7 +556,7 @@ func (s *Service) Record(ctx context.Context, acc *store.Account, k store.KeyRec
 	if err != nil {
 		return store.KeyRecord{}, err
 	}
-	k.Status, k.Reason, k.ValidatedAt = string(res.Status), string(res.Reason), now
+	k.Status, k.Reason, k.Detail, k.ValidatedAt = string(res.Status), string(res.Reason), res.Detail, now
 	s.transition(ctx, acc, k, prev, detectedBy)
 	return k, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/vault"
 )
@@ -73,15 +74,24 @@ func RewrapAll(ctx context.Context, st RewrapStore, rw Rewrapper, log *slog.Logg
 
 // VaultContext is the row binding k's ciphertext is sealed with: its scope,
 // owner, provider and key id.
+// An Azure key's endpoint is bound too: a row whose endpoint was edited
+// opens nothing, so its key cannot be sent to another host.
 func VaultContext(k store.KeyRecord) vault.Context {
+	var ec vault.Context
 	switch k.Scope() {
 	case store.ScopeOrg:
-		return vault.Context{Scope: vault.ScopeOrg, Org: k.Org, Provider: k.Provider, KeyID: k.KeyID}
+		ec = vault.Context{Scope: vault.ScopeOrg, Org: k.Org, Provider: k.Provider, KeyID: k.KeyID}
 	case store.ScopeProject:
-		return vault.Context{Scope: vault.ScopeProject, Org: k.Org, Project: k.Project, Provider: k.Provider, KeyID: k.KeyID}
+		ec = vault.Context{Scope: vault.ScopeProject, Org: k.Org, Project: k.Project, Provider: k.Provider, KeyID: k.KeyID}
 	default:
-		return vault.Context{UserID: k.UserID, Provider: k.Provider, KeyID: k.KeyID}
+		ec = vault.Context{UserID: k.UserID, Provider: k.Provider, KeyID: k.KeyID}
 	}
+	if k.Provider == string(provider.AzureOpenAI) {
+		// Always set for Azure (even empty), so a row that lost its
+		// endpoint does not fall back to the endpoint-free layout.
+		ec.Endpoint = "azure:" + k.Endpoint
+	}
+	return ec
 }
 
 // ownerAttrs prefixes log attributes with who holds k (ids only).

@@ -10,6 +10,8 @@ import (
 
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/provider/azure"
+	"github.com/synthstack/byok/shared/provider/schema"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/vault"
@@ -29,9 +31,10 @@ type Sealer interface {
 	WrapperID(blob []byte) (string, error)
 }
 
-// Validator checks a key live with its provider.
+// Validator checks a key live with its provider (provider.Validator); cred
+// carries Azure's endpoint, api_version and deployments (Credential).
 type Validator interface {
-	Validate(ctx context.Context, p provider.Name, apiKey string) provider.Result
+	ValidateCredential(ctx context.Context, p provider.Name, cred schema.Credential) provider.Result
 }
 
 // SetStore is the storage of several keys per provider and scope (what
@@ -49,10 +52,12 @@ type SetStore interface {
 
 // Service implements the key lifecycle.
 type Service struct {
-	Store       Store
-	Sets        SetStore
-	Sealer      Sealer
-	Validator   Validator
+	Store     Store
+	Sets      SetStore
+	Sealer    Sealer
+	Validator Validator
+	// AzureGuard checks Azure endpoints on save (nil: the default suffixes).
+	AzureGuard  *azure.Guard
 	Events      events.Publisher
 	DefaultMode routing.Mode
 	Now         func() time.Time

@@ -16,7 +16,7 @@ import (
 // Name is a provider identifier as used in routes and storage.
 type Name = schema.Name
 
-// Provider names of docs/api.md §2. Only those returned by Supported can hold keys today.
+// Provider names of docs/api.md §2.
 const (
 	OpenAI      Name = "openai"
 	Anthropic   Name = "anthropic"
@@ -37,15 +37,11 @@ const (
 	maxEchoLen = 40
 )
 
-// Supported returns the providers keys can be stored for today, in display order.
+// Supported returns the providers keys can be stored for, in display order.
 // It returns a fresh slice on every call.
-//
-// Azure OpenAI is not among them yet: its keys need an endpoint, api_version
-// and deployments stored with them (docs/providers.md).
-func Supported() []Name { return []Name{OpenAI, Anthropic, Google, Mistral, Cohere} }
+func Supported() []Name { return []Name{OpenAI, Anthropic, Google, Mistral, Cohere, AzureOpenAI} }
 
-// All returns every provider with an adapter (keys can be checked and
-// validated for each; Supported says which can be stored today).
+// All returns every provider with an adapter.
 func All() []Name { return []Name{OpenAI, Anthropic, Google, Mistral, Cohere, AzureOpenAI} }
 
 // IsKnown reports whether p has an adapter.
@@ -58,13 +54,7 @@ func IsKnown(p Name) bool {
 }
 
 // IsSupported reports whether keys can be stored for p.
-func IsSupported(p Name) bool {
-	switch p {
-	case OpenAI, Anthropic, Google, Mistral, Cohere:
-		return true
-	}
-	return false
-}
+func IsSupported(p Name) bool { return IsKnown(p) }
 
 func supportedList() string {
 	s := Supported()

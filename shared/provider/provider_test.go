@@ -20,22 +20,22 @@ const (
 )
 
 func TestSupportedAndParse(t *testing.T) {
-	if got := provider.Supported(); !reflect.DeepEqual(got, []provider.Name{provider.OpenAI, provider.Anthropic, provider.Google, provider.Mistral, provider.Cohere}) {
+	if got := provider.Supported(); !reflect.DeepEqual(got, []provider.Name{provider.OpenAI, provider.Anthropic, provider.Google, provider.Mistral, provider.Cohere, provider.AzureOpenAI}) {
 		t.Fatalf("Supported() = %v", got)
 	}
-	for _, s := range []string{"openai", "anthropic", "google", "mistral", "cohere"} {
+	for _, s := range []string{"openai", "anthropic", "google", "mistral", "cohere", "azure_openai"} {
 		if n, err := provider.Parse(s); err != nil || string(n) != s {
 			t.Errorf("Parse(%q) = %q, %v", s, n, err)
 		}
 	}
 	long := strings.Repeat("x", 41)
-	for _, s := range []string{"", "groq", "azure_openai", "OpenAI", "foo\nbar", long} {
+	for _, s := range []string{"", "groq", "azure", "OpenAI", "foo\nbar", long} {
 		_, err := provider.Parse(s)
 		if !apperr.Is(err, apperr.UnsupportedProvider) {
 			t.Fatalf("Parse(%q) err = %v", s, err)
 		}
 		_, msg, _ := apperr.Public(err)
-		if !strings.Contains(msg, "openai, anthropic, google, mistral, cohere") {
+		if !strings.Contains(msg, "openai, anthropic, google, mistral, cohere, azure_openai") {
 			t.Errorf("Parse(%q) message %q does not name the supported providers", s, msg)
 		}
 		if strings.Contains(msg, long) || strings.Contains(msg, "\n") {
@@ -289,7 +289,8 @@ func TestValidateFailures(t *testing.T) {
 	fp.SetKey(oaKey, fakeprovider.Behavior{Stall: true})
 	start := time.Now()
 	r := newValidator(fp, 150*time.Millisecond).Validate(context.Background(), provider.OpenAI, oaKey)
-	if r.Status != provider.StatusUnchecked || r.Reason != provider.ReasonTimeout || r.HTTPStatus != 0 {
+	if r.Status != provider.StatusUnchecked || r.Reason != provider.ReasonUnreachable || r.HTTPStatus != 0 ||
+		!strings.Contains(r.Detail, "network failed, not the key") || !strings.Contains(r.Detail, "timeout") {
 		t.Fatalf("stall: %+v", r)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -298,7 +299,7 @@ func TestValidateFailures(t *testing.T) {
 
 	fp.SetKey(antKey, fakeprovider.Behavior{DropConn: true})
 	r = newValidator(fp, time.Second).Validate(context.Background(), provider.Anthropic, antKey)
-	if r.Status != provider.StatusUnchecked || r.Reason != provider.ReasonUnavailable {
+	if r.Status != provider.StatusUnchecked || r.Reason != provider.ReasonUnreachable || !strings.Contains(r.Detail, "network failed") {
 		t.Fatalf("dropconn: %+v", r)
 	}
 
@@ -318,7 +319,7 @@ func TestValidateFailures(t *testing.T) {
 			key = antKey
 		}
 		r = v.Validate(context.Background(), p, key)
-		if r.Status != provider.StatusUnchecked || r.Reason != provider.ReasonUnavailable {
+		if r.Status != provider.StatusUnchecked || r.Reason != provider.ReasonUnreachable || r.Detail != "the network failed, not the key: connection refused" {
 			t.Fatalf("closed server %s: %+v", p, r)
 		}
 	}

@@ -45,13 +45,20 @@ const (
 	// sending it anywhere (status invalid).
 	ReasonInvalidFormat Reason = "invalid_format"
 
-	ReasonUnavailable  Reason = "provider_unavailable" // 5xx, 529, connection error
-	ReasonTimeout      Reason = "timeout"
+	ReasonUnavailable Reason = "provider_unavailable" // the provider answered 5xx or 529
+	// ReasonUnreachable: no answer at all (DNS, refused, TLS, timeout): the
+	// network failed, not the key; the cause is in Result.Detail.
+	ReasonUnreachable  Reason = "provider_unreachable"
+	ReasonTimeout      Reason = "timeout"           // kept for rows stored before provider_unreachable
 	ReasonRateLimited  Reason = "rate_limited"      // 429 that is not a quota error
 	ReasonRequestError Reason = "request_error"     // other 4xx (400, 404, 413, 422, ...): not a key problem
 	ReasonUnexpected   Reason = "unexpected_status" // 1xx/3xx or other odd answers
 	ReasonCanceled     Reason = "canceled"          // the caller's context was canceled
-	ReasonUnsupported  Reason = "unsupported_provider"
+	// ReasonEndpointRefused: the Azure endpoint was refused before any
+	// byte was sent (not under an allowed suffix, or resolving to an
+	// address that is not public); the why is in Result.Detail.
+	ReasonEndpointRefused Reason = "endpoint_refused"
+	ReasonUnsupported     Reason = "unsupported_provider"
 )
 
 // Result is the outcome of one live validation. HTTPStatus is the provider's
@@ -194,7 +201,7 @@ func (v *Validator) ValidateCredential(ctx context.Context, p Name, cred schema.
 			return Result{Status: StatusUnchecked, Reason: ReasonRequestError, Detail: fe.Error()}
 		}
 		if errors.Is(err, azure.ErrEndpoint) {
-			return Result{Status: StatusUnchecked, Reason: ReasonRequestError, Detail: err.Error()}
+			return Result{Status: StatusUnchecked, Reason: ReasonEndpointRefused, Detail: scrubDetail(err)}
 		}
 		return Result{Status: StatusUnchecked, Reason: ReasonUnavailable}
 	}
@@ -203,9 +210,13 @@ func (v *Validator) ValidateCredential(ctx context.Context, p Name, cred schema.
 	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(err, azure.ErrEndpoint) {
-			return Result{Status: StatusUnchecked, Reason: ReasonRequestError, Detail: "the endpoint was refused: " + scrubDetail(err)}
+			return Result{Status: StatusUnchecked, Reason: ReasonEndpointRefused, Detail: scrubDetail(err)}
 		}
-		return Result{Status: StatusUnchecked, Reason: transportReason(ctx, tctx, err), Detail: "the network failed, not the key: " + networkCause(err)}
+		r := transportReason(ctx, tctx, err)
+		if r == ReasonCanceled {
+			return Result{Status: StatusUnchecked, Reason: r}
+		}
+		return Result{Status: StatusUnchecked, Reason: r, Detail: "the network failed, not the key: " + networkCause(ctx, tctx, err)}
 	}
 	defer resp.Body.Close()
 
@@ -249,14 +260,15 @@ func clipDetail(d, key string) string {
 
 // networkCause names a transport failure's kind without its text (which
 // can carry host names or addresses we need not echo).
-func networkCause(err error) string {
+func networkCause(parent, tctx context.Context, err error) string {
 	var dns *net.DNSError
 	var op *net.OpError
+	var ne net.Error
 	switch {
 	case errors.As(err, &dns):
 		return "DNS lookup failed"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
+	case errors.Is(err, context.DeadlineExceeded) || tctx.Err() != nil || parent.Err() != nil || errors.As(err, &ne) && ne.Timeout():
+		return "timeout (no answer in time)"
 	case strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:"):
 		return "TLS handshake failed"
 	case errors.As(err, &op) && op.Op == "dial":
@@ -273,21 +285,13 @@ func scrubDetail(err error) string {
 	return s
 }
 
-func transportReason(parent, tctx context.Context, err error) Reason {
-	if parent.Err() != nil {
-		if errors.Is(parent.Err(), context.DeadlineExceeded) {
-			return ReasonTimeout
-		}
+// transportReason: a canceled caller is canceled; every other failure to
+// get an answer (timeout included) is provider_unreachable (docs/api.md §7).
+func transportReason(parent, _ context.Context, _ error) Reason {
+	if parent.Err() != nil && !errors.Is(parent.Err(), context.DeadlineExceeded) {
 		return ReasonCanceled
 	}
-	if errors.Is(err, context.DeadlineExceeded) || tctx.Err() != nil {
-		return ReasonTimeout
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return ReasonTimeout
-	}
-	return ReasonUnavailable
+	return ReasonUnreachable
 }
 
 // errorBody covers both providers' error shapes:

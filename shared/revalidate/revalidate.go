@@ -22,6 +22,7 @@ import (
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/provider"
+	"github.com/synthstack/byok/shared/provider/schema"
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/vault"
 )
@@ -49,7 +50,7 @@ type Opener interface {
 
 // Validator checks a key live with its provider (provider.Validator).
 type Validator interface {
-	Validate(ctx context.Context, p provider.Name, apiKey string) provider.Result
+	ValidateCredential(ctx context.Context, p provider.Name, cred schema.Credential) provider.Result
 }
 
 // Recorder stores a validation outcome and publishes the transition event
@@ -311,7 +312,9 @@ func (p *pass) validate(ctx context.Context, k store.KeyRecord) (provider.Result
 		return provider.Result{}, err
 	}
 	defer clear(plain)
-	return p.r.Validator.Validate(kctx, provider.Name(k.Provider), string(plain)), nil
+	// The same credential as save and test: Azure's endpoint and options
+	// come from the row (keys.Credential).
+	return p.r.Validator.ValidateCredential(kctx, provider.Name(k.Provider), keys.Credential(k, string(plain))), nil
 }
 
 func (p *pass) count(st provider.Status) {

@@ -116,6 +116,16 @@ type KeyRecord struct {
 	Models   []string `dynamodbav:"models,omitempty"`
 	// LastUsedAt is when a request last used the key (zero: never).
 	LastUsedAt time.Time `dynamodbav:"last_used_at,omitempty"`
+	// Detail is the provider's explanation of the last verdict, or the
+	// network cause of an unreachable provider (never the key).
+	Detail string `dynamodbav:"detail,omitempty"`
+
+	// Azure OpenAI's configuration: plain attributes, not secrets. The
+	// endpoint is also bound into the ciphertext (keys.VaultContext), so an
+	// edited endpoint makes the key fail to decrypt.
+	Endpoint    string            `dynamodbav:"endpoint,omitempty"`
+	APIVersion  string            `dynamodbav:"api_version,omitempty"`
+	Deployments map[string]string `dynamodbav:"deployments,omitempty"`
 
 	// Primary is true for the row at the provider's primary slot (sk
 	// KEY#<provider>), where PUT stores its key and where every key stored
@@ -727,6 +737,7 @@ type StatusUpdate struct {
 	Key                     KeyRecord
 	Status                  string
 	Reason                  string
+	Detail                  string
 	ValidatedAt             time.Time
 }
 
@@ -741,7 +752,7 @@ func (s *Store) UpdateKeyStatus(ctx context.Context, u StatusUpdate) (prevStatus
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(s.table),
 		Key:                 row.key(),
-		UpdateExpression:    aws.String("SET #st = :st, reason = :r, validated_at = :va"),
+		UpdateExpression:    aws.String("SET #st = :st, reason = :r, detail = :d, validated_at = :va"),
 		ConditionExpression: aws.String("key_id = :kid"),
 		ExpressionAttributeNames: map[string]string{
 			"#st": "status",
@@ -749,6 +760,7 @@ func (s *Store) UpdateKeyStatus(ctx context.Context, u StatusUpdate) (prevStatus
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":st":  S(u.Status),
 			":r":   S(u.Reason),
+			":d":   S(u.Detail),
 			":va":  S(u.ValidatedAt.UTC().Format(time.RFC3339Nano)),
 			":kid": S(row.KeyID),
 		},

@@ -81,8 +81,15 @@ func appendAADField(dst []byte, v string) []byte {
 
 const versionField = string(rune(formatV1))
 
+// endpointTag prefixes the endpoint's AAD field, so it can never read as
+// another layout's key id (key ids are UUIDs).
+const endpointTag = "endpoint="
+
 func aadLen(label string, ec Context) int {
 	n := 4*4 + len(label) + len(versionField) + len(ec.Provider) + len(ec.KeyID)
+	if ec.Endpoint != "" {
+		n += 4 + len(endpointTag) + len(ec.Endpoint)
+	}
 	switch ec.Scope {
 	case "", ScopeUser:
 		return n + 4 + len(ec.UserID)
@@ -97,7 +104,8 @@ func aadLen(label string, ec Context) int {
 // user_id, provider, key_id) for a user's key, (label, version, "org", org,
 // provider, key_id) for an org key and (label, version, "project", org,
 // project, provider, key_id) for a project key. A scope the vault does not
-// know is encoded with its name too, so it can never open a user's row.
+// know is encoded with its name too, so it can never open a user's row. An
+// endpoint, when set, follows as one more field ("endpoint=" + endpoint).
 func appendAAD(dst []byte, label string, ec Context) []byte {
 	dst = appendAADField(dst, label)
 	dst = appendAADField(dst, versionField)
@@ -113,7 +121,12 @@ func appendAAD(dst []byte, label string, ec Context) []byte {
 		dst = appendAADField(dst, ec.Project)
 	}
 	dst = appendAADField(dst, ec.Provider)
-	return appendAADField(dst, ec.KeyID)
+	dst = appendAADField(dst, ec.KeyID)
+	if ec.Endpoint != "" {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(endpointTag)+len(ec.Endpoint)))
+		dst = append(append(dst, endpointTag...), ec.Endpoint...)
+	}
+	return dst
 }
 
 const (

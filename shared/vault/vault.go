@@ -31,9 +31,14 @@ import (
 // carries the scope as an extra field, so no user, org or project row can
 // ever share another's AAD (the fields are length-prefixed and their number
 // differs).
+//
+// Endpoint, when set (Azure OpenAI keys), is the host the key is sent to: it
+// is bound too, so whoever can edit a row cannot redirect its key to another
+// host (docs/providers.md, Azure endpoints). Rows without one keep their AAD.
 type Context struct {
 	UserID, Provider, KeyID string
 	Scope, Org, Project     string
+	Endpoint                string
 }
 
 // Key scopes (docs/teams.md).

@@ -218,6 +218,13 @@ var (
 		{Scope: ScopeProject, Org: "acme", Project: "web", Provider: "anthropic", KeyID: "key-1"},
 		{Scope: ScopeProject, Org: "acme", Project: "web", Provider: "openai", KeyID: "key-2"},
 		{Scope: ScopeProject, Org: "web", Project: "acme", Provider: "openai", KeyID: "key-1"},
+		// Azure rows bind their endpoint: the same row with another host
+		// (or none) opens nothing.
+		{UserID: "user-1", Provider: "azure_openai", KeyID: "key-1", Endpoint: "https://a.openai.azure.com"},
+		{UserID: "user-1", Provider: "azure_openai", KeyID: "key-1", Endpoint: "https://evil.openai.azure.com"},
+		{UserID: "user-1", Provider: "azure_openai", KeyID: "key-1"},
+		{Scope: ScopeOrg, Org: "acme", Provider: "azure_openai", KeyID: "key-1", Endpoint: "https://a.openai.azure.com"},
+		{Scope: ScopeOrg, Org: "acme", Provider: "azure_openai", KeyID: "key-1", Endpoint: "https://a.openai.azure.com:444"},
 	}
 )
 

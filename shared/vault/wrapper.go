@@ -159,7 +159,7 @@ func (w *KMSWrapper) ID() string { return "kms:" + w.keyID }
 
 // encryptionContext is {user_id, provider, key_id, v} for a user's key (as
 // before scopes existed, so old rows unwrap) and {scope, org, project?,
-// provider, key_id, v} for org and project keys.
+// provider, key_id, v} for org and project keys; plus endpoint when set.
 func encryptionContext(ec Context) map[string]string {
 	m := map[string]string{
 		"provider": ec.Provider,
@@ -173,6 +173,9 @@ func encryptionContext(ec Context) map[string]string {
 		m["scope"], m["org"] = ec.Scope, ec.Org
 	default:
 		m["scope"], m["org"], m["project"] = ec.Scope, ec.Org, ec.Project
+	}
+	if ec.Endpoint != "" {
+		m["endpoint"] = ec.Endpoint
 	}
 	return m
 }

@@ -32,7 +32,7 @@ function statusBlock(k) {
   if (k.status === 'invalid' || k.status === 'unchecked') {
     const why = reasonText(k.reason) || (k.status === 'unchecked' ? 'The key has not been checked with the provider yet. Press Test.' : '');
     if (why) parts.push(el('p', { class: 'reason reason-' + k.status, 'data-reason': k.reason || '' }, why));
-    if (k.detail) parts.push(el('p', { class: 'detail' }, 'Provider said: ', k.detail));
+    if (k.detail) parts.push(el('p', { class: 'detail' }, 'Details: ', k.detail));
   }
   return parts;
 }
@@ -98,6 +98,9 @@ function entry(p, e, ctx, status, cardErr) {
       ['Models', models],
       ['Last validated', fmtTime(e.validated_at)],
       ['Last used', fmtTime(e.last_used_at)],
+      e.endpoint && ['Endpoint', el('code', {}, e.endpoint)],
+      e.api_version && ['API version', e.api_version],
+      e.endpoint && ['Deployments', deploymentsText(e.deployments)],
     ]),
     el('div', { class: 'actions' },
       el('button', { type: 'button', class: 'test', onclick: (ev) => testKey(ev.currentTarget, `${ctx.base}/${seg(p)}/${id}/test`, p, ctx, status, cardErr) }, `Test ${label}`),
@@ -107,12 +110,32 @@ function entry(p, e, ctx, status, cardErr) {
   return li;
 }
 
-// field builds a labelled input with its own error line.
+// deploymentsText shows an Azure key's model → deployment map.
+function deploymentsText(d) {
+  const names = Object.keys(d || {}).sort();
+  if (!names.length) return 'none (azure/<deployment> names the deployment)';
+  return names.map((m) => (d[m] === m ? m : `${m} → ${d[m]}`)).join(', ');
+}
+
+// parseDeployments reads one `model=deployment` (or just `deployment`) per
+// line into the API's map.
+function parseDeployments(s) {
+  const out = {};
+  for (const line of s.split('\n').map((x) => x.trim()).filter(Boolean)) {
+    const i = line.indexOf('=');
+    if (i < 0) out[line] = line;
+    else out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+  }
+  return out;
+}
+
+// field builds a labelled input (a textarea when attrs.rows is set) with
+// its own error line.
 function field(labelText, attrs, help) {
   const id = uid('f');
   const errId = id + '-err';
   const helpId = help ? id + '-help' : null;
-  const input = el('input', { id, 'aria-describedby': [helpId, errId].filter(Boolean).join(' '), ...attrs });
+  const input = el(attrs.rows ? 'textarea' : 'input', { id, 'aria-describedby': [helpId, errId].filter(Boolean).join(' '), ...attrs });
   const err = el('p', { id: errId, class: 'error field-error', hidden: true });
   const wrap = el('div', { class: 'field' }, el('label', { for: id }, labelText), input, help ? el('p', { id: helpId, class: 'help' }, help) : null, err);
   return { wrap, input, err };
@@ -148,7 +171,8 @@ function saveForm(k, ctx, status, cardErr) {
   if (p === 'azure_openai') {
     fields.endpoint = field('Azure endpoint', { type: 'url', name: 'endpoint', placeholder: 'https://your-resource.openai.azure.com', required: true });
     fields.api_version = field('API version (optional)', { type: 'text', name: 'api_version', placeholder: '2024-10-21' });
-    fields.deployments = field('Deployments', { type: 'text', name: 'deployments' }, 'Comma-separated deployment names.');
+    fields.deployments = field('Deployments (optional)', { name: 'deployments', rows: '3', spellcheck: 'false', placeholder: 'gpt-4o=my-gpt4o-deployment' },
+      'One per line: model=deployment, or just the deployment name. Call them as azure/<model>.');
   }
   const formErr = el('p', { class: 'error', hidden: true });
   const submit = el('button', { type: 'submit', class: 'primary' }, multi && k.configured ? `Add ${name} key` : `Save ${name} key`);
@@ -183,8 +207,8 @@ function saveForm(k, ctx, status, cardErr) {
     if (p === 'azure_openai') {
       body.endpoint = fields.endpoint.input.value.trim();
       if (fields.api_version.input.value.trim()) body.api_version = fields.api_version.input.value.trim();
-      const deps = parseList(fields.deployments.input.value);
-      if (deps.length) body.deployments = deps;
+      const deps = parseDeployments(fields.deployments.input.value);
+      if (Object.keys(deps).length) body.deployments = deps;
     }
     const method = multi && k.configured ? 'POST' : 'PUT';
     await busy(submit, async () => {

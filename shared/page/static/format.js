@@ -20,6 +20,8 @@ export const REASONS = {
   no_billing: 'The provider account behind this key has no billing set up. Add a payment method with the provider, then press Test.',
   quota_exceeded: 'The provider account behind this key has used up its quota or credit. Raise the limit or add credit with the provider, then press Test.',
   forbidden: 'The provider refused this key for this use (for example the API is not enabled, or the region or IP address is not allowed). Check the key\'s permissions with the provider.',
+  deployment_not_found: 'A deployment saved with this key does not exist on your Azure resource. Check the deployment names in the Azure portal and save the key again.',
+  endpoint_refused: 'The Azure endpoint was refused before anything was sent: its host is not allowed here or it resolves to a private address. Use your resource\'s public https://<resource>.openai.azure.com address.',
   invalid_format: 'This does not look like a key of this provider. Copy the whole key from the provider\'s dashboard.',
   provider_unreachable: 'The provider could not be reached when we checked: the network failed, not the key. We check again daily; press Test to try now.',
   provider_unavailable: 'The provider had an outage when we checked, so the key was not judged. Press Test to try again later.',
