@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/httpx"
@@ -112,6 +113,13 @@ func (c *call) record(route routing.Route, model string, out *outcome) usage.Rec
 	}
 	if route == routing.RouteBYOK && c.key != nil {
 		rec.Org, rec.Project, rec.KeyScope, rec.KeyID = c.key.Org, c.key.Project, c.key.Scope(), c.key.KeyID
+		if rec.KeyScope != store.ScopeUser {
+			// An org key serves every project: the org's chargeback groups by
+			// the project the token named (docs/teams.md).
+			if p, ok := auth.FromContext(c.r.Context()); ok {
+				rec.ForProject = p.Project
+			}
+		}
 	}
 	if out.ttft > 0 {
 		rec.TTFTMS = ms(out.ttft)
