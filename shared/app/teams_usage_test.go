@@ -149,3 +149,51 @@ func TestOrgUsageView(t *testing.T) {
 		t.Fatalf("bob's own usage: %s", r.Body)
 	}
 }
+
+// docs/teams.md: byok.fallback and byok.quota_warning about an org's or a
+// project's key name its scope, org and project, go to the org's e-mail
+// (not the member's), and come at most once per key per hour, whichever
+// member's request raised them.
+func TestOrgKeyEventsGoToOrgEmail(t *testing.T) {
+	e := newEnv(t, nil)
+	q := e.subscribeEvents()
+	wantStatus(t, e.do("PUT", "/v1/orgs/evo/settings", e.orgToken("owner-evo", "evo", "", "owner"),
+		map[string]any{"email": "ops@evo.example"}), 200, "")
+	for _, u := range []string{"mia", "max", "ned", "ola"} {
+		e.setTier(u, "premium")
+		e.grant(u, 1_000_000)
+	}
+	orgKey, _ := e.saveTeamKey("mia", "evo", "", "org", fakeprovider.ServerError())
+	q.drain()
+	body := string(chatBody("gpt-4o-mini", 10, "hi"))
+	for _, u := range []string{"mia", "mia", "max"} {
+		r := e.do("POST", "/v1/chat/completions", e.orgToken(u, "evo", "", "member"), body)
+		if r.Status != 200 || r.Header.Get("X-Byok-Route") != "credits" {
+			t.Fatalf("%s: %d route %q: %s", u, r.Status, r.Header.Get("X-Byok-Route"), r.Body)
+		}
+	}
+	got := q.drain()
+	expectEvents(t, "org fallback", got, eventBody{EventType: "byok.fallback", UserID: "mia", Provider: "openai",
+		DetectedBy: "use", Email: "ops@evo.example", Hint: hintOf(orgKey)})
+	if ev := got[0].Ev; ev.Scope != "org" || ev.Org != "evo" || ev.Project != "" || !strings.Contains(ev.Subject+ev.Text, "organisation evo") {
+		t.Fatalf("org fallback event: %+v", ev)
+	}
+
+	// A project key's provider rate-limit headers run low for two members.
+	projKey, _ := e.saveTeamKey("ned", "evo", "web", "project", fakeprovider.Behavior{Headers: map[string]string{
+		"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "42",
+	}})
+	q.drain()
+	for _, u := range []string{"ned", "ola", "ned"} {
+		r := e.do("POST", "/v1/chat/completions", e.orgToken(u, "evo", "web", "member"), body)
+		if r.Status != 200 || r.Header.Get("X-Byok-Key-Scope") != "project" {
+			t.Fatalf("%s: %d scope %q: %s", u, r.Status, r.Header.Get("X-Byok-Key-Scope"), r.Body)
+		}
+	}
+	got = q.drain()
+	expectEvents(t, "project quota warning", got, eventBody{EventType: "byok.quota_warning", UserID: "ned", Provider: "openai",
+		DetectedBy: "use", Email: "ops@evo.example", Hint: hintOf(projKey)})
+	if ev := got[0].Ev; ev.Scope != "project" || ev.Org != "evo" || ev.Project != "web" || !strings.Contains(strings.ToLower(ev.Subject), "project web") {
+		t.Fatalf("project quota warning: %+v", ev)
+	}
+}
