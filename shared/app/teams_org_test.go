@@ -197,3 +197,39 @@ func TestOrgKeyEventsGoToOrgEmail(t *testing.T) {
 		t.Fatalf("project quota warning: %+v", ev)
 	}
 }
+
+// GET /v1/models lists the models a member can use through the org's and
+// the project's keys too, with route byok; a token without the org does
+// not see them.
+func TestModelsThroughOrgKeys(t *testing.T) {
+	e := newEnv(t, nil)
+	e.setTier("moe", "premium") // no key of his own, no credits
+	e.saveTeamKey("moe", "mods", "", "org", fakeprovider.OK())
+	models := func(tok string) map[string]string {
+		t.Helper()
+		r := e.do("GET", "/v1/models", tok, nil)
+		var ml struct {
+			Data []struct{ ID, Provider, Route string } `json:"data"`
+		}
+		if err := json.Unmarshal(r.Body, &ml); err != nil || r.Status != 200 {
+			t.Fatalf("models: %d %s", r.Status, r.Body)
+		}
+		out := map[string]string{}
+		for _, m := range ml.Data {
+			out[m.Provider] = m.Route
+			if m.Provider == "openai" && m.Route != "byok" {
+				t.Fatalf("model %s route %s, want byok", m.ID, m.Route)
+			}
+		}
+		return out
+	}
+	if got := models(e.token("moe", "")); len(got) != 0 {
+		t.Fatalf("without the org moe can use %v", got)
+	}
+	if got := models(e.orgToken("moe", "mods", "", "member")); len(got) != 1 || got["openai"] != "byok" {
+		t.Fatalf("with the org's OpenAI key moe sees %v, want openai models only, byok", got)
+	}
+	if got := models(e.orgToken("moe", "other", "", "member")); len(got) != 0 {
+		t.Fatalf("another org's token sees %v", got)
+	}
+}
