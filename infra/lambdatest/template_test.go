@@ -497,8 +497,33 @@ func TestTablesMatchStore(t *testing.T) {
 			for _, a := range tb.AttributeDefinitions {
 				attrs[a.AttributeName] = a.AttributeType
 			}
-			if len(attrs) != 2 || attrs[d.PartitionKey] != "S" || attrs[d.SortKey] != "S" {
-				t.Errorf("AttributeDefinitions = %v, want %s and %s of type S", attrs, d.PartitionKey, d.SortKey)
+			wantAttrs := map[string]string{}
+			for _, a := range d.KeyAttributes() {
+				wantAttrs[a] = "S"
+			}
+			if !maps.Equal(attrs, wantAttrs) {
+				t.Errorf("AttributeDefinitions = %v, want %v", attrs, wantAttrs)
+			}
+			// Global secondary indexes: the same names and keys as store.Tables(),
+			// projecting every attribute (the usage reports read whole rows).
+			gsis := map[string]string{}
+			for _, g := range tb.GlobalSecondaryIndexes {
+				ks := map[string]string{}
+				for _, k := range g.KeySchema {
+					ks[k.KeyType] = k.AttributeName
+				}
+				proj := ""
+				if g.Projection != nil {
+					proj = str(g.Projection.ProjectionType)
+				}
+				gsis[g.IndexName] = ks["HASH"] + "/" + ks["RANGE"] + "/" + proj
+			}
+			wantGSIs := map[string]string{}
+			for _, ix := range d.Indexes {
+				wantGSIs[ix.Name] = ix.PartitionKey + "/" + ix.SortKey + "/ALL"
+			}
+			if !maps.Equal(gsis, wantGSIs) {
+				t.Errorf("GlobalSecondaryIndexes = %v, want %v (name: HASH/RANGE/projection)", gsis, wantGSIs)
 			}
 			ttl := tb.TimeToLiveSpecification
 			switch {
@@ -940,6 +965,7 @@ func TestLeastPrivilege(t *testing.T) {
 	const table, key, topic = "!GetAtt MainTable.Arn", "!GetAtt EncryptionKey.Arn", "!Ref EventsTopic"
 	const ledger, usage, secret = "!GetAtt CreditTransactionsTable.Arn", "!GetAtt UsageTable.Arn", "!Ref InternalProviderKeysSecret"
 	const audio = "!Sub ${AudioBucket.Arn}/*"
+	orgUsage := "!Sub ${UsageTable.Arn}/index/" + store.OrgUsageIndex.Name
 	jwt := []string{"secretsmanager:GetSecretValue on " + jwtSecretArn}
 	on := func(res string, actions ...string) []string {
 		out := make([]string, len(actions))
@@ -983,14 +1009,17 @@ func TestLeastPrivilege(t *testing.T) {
 		// GET /v1/credits: credits.Ledger Balance (GetItem of the account) and
 		// List (Query of the ledger); GET /v1/usage: usage.Service Query of
 		// api_key_usage and of credit_transactions.
+		// ?org= (an org admin's view) queries the org_usage index.
 		"UsageFunction": slices.Concat(
 			on(table, "dynamodb:GetItem"),
 			on(ledger, "dynamodb:Query"),
-			on(usage, "dynamodb:Query"), jwt),
-		// GET /v1/usage/export: the same two Queries, streamed.
+			on(usage, "dynamodb:Query"),
+			on(orgUsage, "dynamodb:Query"), jwt),
+		// GET /v1/usage/export: the same Queries, streamed.
 		"ExportFunction": slices.Concat(
 			on(ledger, "dynamodb:Query"),
-			on(usage, "dynamodb:Query"), jwt),
+			on(usage, "dynamodb:Query"),
+			on(orgUsage, "dynamodb:Query"), jwt),
 		// shared/revalidate: store.ScanKeys (parallel Scan), store.GetAccount
 		// (GetItem), keys.Service.Record -> store.UpdateKeyStatus (conditional
 		// UpdateItem) and the transition event (sns:Publish); vault.Open

@@ -575,8 +575,13 @@ func TestSettingsPageJourney(t *testing.T) {
 	b.assertSecret(alice, good, bad)
 	b.checkClean()
 
-	// The org page: cards on the org's routes when the server has them.
+	// The org page: cards on the org's routes when the server has them, and
+	// the org's usage per project with its export (docs/teams.md).
 	orgTok := e.orgToken("olga", "acme", "", "admin")
+	e.setTier("mina", "premium")
+	e.saveTeamKey("mina", "acme", "web", "project", fakeprovider.OK())
+	wantStatus(t, e.do("POST", "/v1/chat/completions", e.orgToken("mina", "acme", "web", "member"), string(chatBody("gpt-4o-mini", 10, "hi"))), 200, "")
+	waitFor(t, "the org's usage row", func() bool { return strings.Contains(e.scanUsage(), "for_project=web") })
 	b.open(base + "/settings/org/#token=" + orgTok)
 	if e.do("GET", "/v1/orgs/acme/keys", orgTok, nil).Status == 404 {
 		if got := b.text("#org-body"); !strings.Contains(got, "not available") {
@@ -584,6 +589,15 @@ func TestSettingsPageJourney(t *testing.T) {
 		}
 	} else {
 		b.waitFor("org cards", `document.querySelectorAll('#cards .card').length >= 2`)
+	}
+	b.waitFor("the org's usage", `document.querySelector('#org-usage-projects tr[data-project="web"]') !== null`)
+	if got := b.text(`#org-usage-projects tr[data-project="web"]`); !strings.Contains(got, "web") || !strings.Contains(got, "1") || !strings.Contains(got, "OpenAI") {
+		t.Fatalf("org usage row for web = %q", got)
+	}
+	b.do(chromedp.Click(chromedp.ID("org-export-csv")))
+	b.waitFor("the org export message", `document.getElementById('org-export-status').innerText.startsWith('Downloaded')`)
+	if reqs := b.log.made("GET", "/v1/usage/export?format=csv&org=acme"); len(reqs) != 1 || reqs[0].Authorization != "Bearer "+orgTok {
+		t.Fatalf("org export requests: %+v", reqs)
 	}
 	b.shot("12-org")
 	b.checkClean()

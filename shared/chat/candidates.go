@@ -48,6 +48,7 @@ func keyCircuit(prov provider.Name, k store.KeyRecord) string {
 // credits first (CircuitOpen) and, should credits refuse it, still walks
 // them all.
 func (c *call) pickKeys(org *store.Org) {
+	c.org = org // its e-mail receives its keys' events
 	all := keys.Candidates(c.user, org, string(c.prov), c.req.UpstreamModel)
 	c.in.Key = routing.KeyNone
 	if len(all) == 0 {

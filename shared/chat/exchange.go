@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/httpx"
@@ -46,6 +47,7 @@ type call struct {
 	ledgerID string
 	fallback string
 	cands    []store.KeyRecord // the keys the BYOK route walks, in order (pickKeys)
+	org      *store.Org        // the org the token names, read for its keys (nil when none)
 	usedKeys []string          // every key sent upstream for this request (scrubbed from what we relay)
 	// onFirstByte runs when a stream's first byte goes to the client.
 	onFirstByte func()
@@ -112,6 +114,13 @@ func (c *call) record(route routing.Route, model string, out *outcome) usage.Rec
 	}
 	if route == routing.RouteBYOK && c.key != nil {
 		rec.Org, rec.Project, rec.KeyScope, rec.KeyID = c.key.Org, c.key.Project, c.key.Scope(), c.key.KeyID
+		if rec.KeyScope != store.ScopeUser {
+			// An org key serves every project: the org's chargeback groups by
+			// the project the token named (docs/teams.md).
+			if p, ok := auth.FromContext(c.r.Context()); ok {
+				rec.ForProject = p.Project
+			}
+		}
 	}
 	if out.ttft > 0 {
 		rec.TTFTMS = ms(out.ttft)
@@ -169,7 +178,7 @@ func (c *call) viaBYOK(ctx context.Context) (routing.Next, error) {
 		}
 		if out.canceled || out.ok {
 			if out.ok && out.rateLow != "" { // at most once per key per hour
-				c.publishOnce(after, events.QuotaWarning, "ratelimit#"+c.userID+"#"+string(c.prov)+"#"+k.KeyID, time.Hour, out.rateLow)
+				c.publishOnce(after, events.QuotaWarning, "ratelimit#"+c.throttleKey(*k), time.Hour, out.rateLow, k)
 			}
 			cancel()
 			c.releaseProbes(i + 1)
@@ -251,15 +260,40 @@ func (c *call) onBYOKFailure(ctx context.Context, out *outcome, reason string) {
 			httpx.Logger(ctx, x.Log).Error("marking key invalid failed", "err", err.Error())
 		}
 	case routing.FailBilling:
-		c.publishOnce(bg, events.QuotaWarning, "quota#"+c.userID+"#"+string(c.prov), 24*time.Hour, "your "+string(c.prov)+" account reports its quota or billing exhausted")
+		if c.key.Scope() != store.ScopeUser { // the org's mailbox: once per key per hour
+			c.publishOnce(bg, events.QuotaWarning, "quota#"+c.throttleKey(*c.key), time.Hour, "the "+string(c.prov)+" account of this key reports its quota or billing exhausted", c.key)
+			return
+		}
+		c.publishOnce(bg, events.QuotaWarning, "quota#"+c.userID+"#"+string(c.prov), 24*time.Hour, "your "+string(c.prov)+" account reports its quota or billing exhausted", c.key)
 	}
 }
 
+// notifyFallback tells about a request that fell back to credits after the
+// last key tried (c.key) failed: the member about their own key, the org
+// about its key, at most once per key per hour.
 func (c *call) notifyFallback(ctx context.Context, reason string) {
-	c.publishOnce(ctx, events.Fallback, "fallback#"+c.userID+"#"+string(c.prov), time.Hour, reason)
+	if c.key != nil && c.key.Scope() != store.ScopeUser {
+		c.publishOnce(ctx, events.Fallback, "fallback#"+c.throttleKey(*c.key), time.Hour, reason, c.key)
+		return
+	}
+	c.publishOnce(ctx, events.Fallback, "fallback#"+c.userID+"#"+string(c.prov), time.Hour, reason, c.key)
 }
 
-func (c *call) publishOnce(ctx context.Context, typ, key string, window time.Duration, reason string) {
+// throttleKey names k for the once-per-window markers: a personal key per
+// user, an org's or project's key once for every member (the org gets one
+// notice, not one per member).
+func (c *call) throttleKey(k store.KeyRecord) string {
+	if k.Scope() == store.ScopeUser {
+		return c.userID + "#" + string(c.prov) + "#" + k.KeyID
+	}
+	return k.Scope() + "#" + k.Org + "#" + k.Project + "#" + string(c.prov) + "#" + k.KeyID
+}
+
+// publishOnce publishes one event about k (nil: about no key, e.g. the
+// credit balance) unless key was already used within window. An org's or
+// project's key's event names its scope, org and project and goes to the
+// org's e-mail (docs/teams.md), read with the org's keys for this request.
+func (c *call) publishOnce(ctx context.Context, typ, key string, window time.Duration, reason string, k *store.KeyRecord) {
 	x := c.x
 	if x.Events == nil || x.Once == nil {
 		return
@@ -269,11 +303,17 @@ func (c *call) publishOnce(ctx context.Context, typ, key string, window time.Dur
 		return
 	}
 	e := events.Event{Type: typ, UserID: c.userID, Provider: string(c.prov), Reason: reason, DetectedBy: events.ByUse, At: x.now().UTC()}
-	if c.key != nil {
-		e.Hint = c.key.Hint
-	}
 	if c.user.Account != nil {
 		e.Email = c.user.Account.Email
+	}
+	if k != nil {
+		e.Hint, e.Scope = k.Hint, k.Scope()
+		if e.Scope != store.ScopeUser {
+			e.Org, e.Project, e.Email = k.Org, k.Project, ""
+			if c.org != nil {
+				e.Email = c.org.Settings.Email
+			}
+		}
 	}
 	e.Subject, e.Text = events.Describe(e)
 	x.Events.Publish(ctx, e)
@@ -411,7 +451,7 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 		}
 		if a := c.user.Account; a != nil && a.LastGrant > 0 && (a.CreditBalance-charged)*10 < a.LastGrant {
 			c.publishOnce(bg, events.QuotaWarning, "credits#"+c.userID, 24*time.Hour,
-				fmt.Sprintf("your platform credit balance is below 10%% of your last grant (%d left)", max(a.CreditBalance-charged, 0)))
+				fmt.Sprintf("your platform credit balance is below 10%% of your last grant (%d left)", max(a.CreditBalance-charged, 0)), nil)
 		}
 		return routing.Next{}, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/auth"
 	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
@@ -21,6 +22,20 @@ func (x *Executor) routingInput(set routing.Settings, u store.User, userID strin
 	}
 	if k, ok := u.Keys[string(prov)]; ok {
 		in.Key = routing.KeyState(k.Status)
+	}
+	return in
+}
+
+// modelInput is routingInput for one model of GET /v1/models: the key
+// state is the first candidate's (project, org, then personal keys;
+// docs/teams.md) whose model filter admits model, as a request would pick.
+func (x *Executor) modelInput(set routing.Settings, u store.User, org *store.Org, prov provider.Name, model string) routing.Input {
+	in := x.routingInput(set, u, "", prov)
+	in.Key = routing.KeyNone
+	if c := keys.Candidates(u, org, string(prov), model); len(c) > 0 {
+		in.Key = routing.KeyState(c[0].Status)
+	} else if k, ok := u.Keys[string(prov)]; ok && org == nil && k.Status == string(routing.KeyInvalid) {
+		in.Key = routing.KeyInvalid
 	}
 	return in
 }
@@ -57,13 +72,10 @@ func (x *Executor) handleModels(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	routes := map[provider.Name]routing.Route{}
-	for _, prov := range provider.Supported() {
-		plan := routing.Decide(x.routingInput(set, u, p.UserID, prov))
-		if plan.First == routing.RouteCredits && x.InternalKeys[prov] == "" {
-			plan.First = routing.RouteNone
-		}
-		routes[prov] = plan.First
+	org, err := x.loadOrg(ctx, p) // the org's and project's keys serve its members too
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
 	}
 	names := make([]string, 0, len(x.Prices.Models))
 	for m := range x.Prices.Models {
@@ -72,11 +84,19 @@ func (x *Executor) handleModels(w http.ResponseWriter, r *http.Request) {
 	slices.Sort(names)
 	data := []ModelInfo{}
 	for _, m := range names {
-		prov, _, err := ProviderForModel(m)
-		if err != nil || servedProvider(prov) != nil || routes[prov] == routing.RouteNone {
+		prov, upstream, err := ProviderForModel(m)
+		if err != nil || servedProvider(prov) != nil {
 			continue
 		}
-		data = append(data, ModelInfo{ID: m, Object: "model", OwnedBy: string(prov), Provider: string(prov), Route: string(routes[prov])})
+		// Per model: a key's model filter may admit some models only.
+		route := routing.Decide(x.modelInput(set, u, org, prov, upstream)).First
+		if route == routing.RouteCredits && x.InternalKeys[prov] == "" {
+			route = routing.RouteNone
+		}
+		if route == routing.RouteNone {
+			continue
+		}
+		data = append(data, ModelInfo{ID: m, Object: "model", OwnedBy: string(prov), Provider: string(prov), Route: string(route)})
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }

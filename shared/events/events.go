@@ -179,21 +179,25 @@ func Describe(e Event) (subject, text string) {
 			fmt.Sprintf("We checked %s on %s (%s) and it works again. Requests for %s models use it from now on.",
 				key, e.At.Format("2 Jan 2006 15:04 MST"), detectedText(e.DetectedBy), e.Provider)
 	case Fallback:
+		if orgKey(e) { // the org's mailbox: say whose request it was
+			return fmt.Sprintf("Requests with %s %s API key fell back to platform credits", keyOwner(e), e.Provider),
+				fmt.Sprintf("A request of member %s with %s failed (%s), so it was served with the member's platform credits instead.", e.UserID, key, e.Reason)
+		}
 		return fmt.Sprintf("Your %s requests fell back to platform credits", e.Provider),
 			fmt.Sprintf("A request with %s failed (%s), so it was served with platform credits instead.", key, e.Reason)
 	case QuotaWarning:
 		if strings.HasPrefix(e.Reason, "rate limit nearly reached") { // the provider's own rate-limit headers
-			return fmt.Sprintf("Your %s API key is close to its rate limit", e.Provider),
-				fmt.Sprintf("The %s answers for %s say its %s. Requests beyond the limit will be refused by %s until the window resets; raise the limit in your %s account or spread requests out.",
+			return fmt.Sprintf("%s %s API key is close to its rate limit", upperFirst(keyOwner(e)), e.Provider),
+				fmt.Sprintf("The %s answers for %s say its %s. Requests beyond the limit will be refused by %s until the window resets; raise the limit in the %s account or spread requests out.",
 					e.Provider, key, e.Reason, e.Provider, e.Provider)
 		}
 		if e.Hint == "" { // the platform credit balance, not a key
 			return "Your platform credits are running low",
 				fmt.Sprintf("Your platform credits are running low: %s. Add credits, or add your own API keys to keep working without them.", e.Reason)
 		}
-		return fmt.Sprintf("Your %s account is out of quota", e.Provider),
-			fmt.Sprintf("Your %s API key (%s) was refused for quota or billing reasons: %s. Add funds or raise the limit in your %s account; meanwhile requests may use platform credits.",
-				e.Provider, e.Hint, e.Reason, e.Provider)
+		return fmt.Sprintf("%s %s account is out of quota", upperFirst(keyOwner(e)), e.Provider),
+			fmt.Sprintf("%s was refused for quota or billing reasons: %s. Add funds or raise the limit in the %s account; meanwhile requests may use platform credits.",
+				upperFirst(key), e.Reason, e.Provider)
 	case WebhookDisabled:
 		return "A webhook endpoint was disabled",
 			fmt.Sprintf("Your webhook endpoint %s (%s) failed every delivery for 3 days, so we stopped sending to it: %s. Fix the endpoint, then delete it and register it again under /v1/webhooks.",
@@ -203,6 +207,9 @@ func Describe(e Event) (subject, text string) {
 	}
 	return e.Type, e.Type
 }
+
+// orgKey reports whether e is about an org's or a project's key.
+func orgKey(e Event) bool { return e.Scope == "org" || e.Scope == "project" }
 
 // keyOwner names whose key an event is about.
 func keyOwner(e Event) string {

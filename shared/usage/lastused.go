@@ -3,11 +3,9 @@ package usage
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/synthstack/byok/shared/apperr"
@@ -39,12 +37,9 @@ func (w *Writer) PutTouching(ctx context.Context, r Record, k store.KeyRecord) e
 	if !ok || w.main == "" {
 		return w.Put(ctx, r)
 	}
-	it, err := attributevalue.MarshalMap(item{
-		PK: "USER#" + r.UserID, SK: trySortKey(r), Entity: store.EntityUsage,
-		TTL: r.At.Add(w.ttl).Unix(), Record: r,
-	})
+	it, err := w.itemOf(r)
 	if err != nil {
-		return fmt.Errorf("encode usage: %w", err)
+		return err
 	}
 	at := r.At.UTC()
 	_, err = tx.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{

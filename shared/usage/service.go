@@ -10,7 +10,10 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -83,6 +86,14 @@ type Row struct {
 	TTFTMS         float64   `json:"ttft_ms"`
 	FallbackReason string    `json:"fallback_reason"`
 	Cut            bool      `json:"cut"`
+	// The member and the key of a row that used an org's or project's key
+	// (docs/teams.md); empty on other rows.
+	UserID     string `json:"user_id,omitempty"`
+	Org        string `json:"org,omitempty"`
+	Project    string `json:"project,omitempty"`
+	ForProject string `json:"for_project,omitempty"`
+	KeyScope   string `json:"key_scope,omitempty"`
+	KeyID      string `json:"key_id,omitempty"`
 }
 
 // IsError reports whether the request failed (an error status or class).
@@ -101,6 +112,15 @@ func (r *Row) csv(rec []string) []string {
 		strconv.FormatInt(r.OutputTokens, 10), f(r.CostUSD), strconv.FormatInt(r.Credits, 10),
 		strconv.Itoa(r.Status), t(r.ErrorClass), f(r.LatencyMS), f(r.TTFTMS), t(r.FallbackReason),
 		strconv.FormatBool(r.Cut))
+}
+
+// OrgCSVHeader is an org export's CSV header row: CSVHeader plus the member
+// and the key of each row.
+var OrgCSVHeader = append(slices.Clip(CSVHeader), "user_id", "org", "project", "for_project", "key_scope", "key_id")
+
+func (r *Row) orgCSV(rec []string) []string {
+	t := cellText
+	return append(r.csv(rec), t(r.UserID), t(r.Org), t(r.Project), t(r.ForProject), t(r.KeyScope), t(r.KeyID))
 }
 
 // cellText neutralises a text cell a spreadsheet would run as a formula
@@ -167,6 +187,9 @@ func decodeBYOK(it map[string]types.AttributeValue, dst *Row) error {
 		Model: r.Model, Stream: r.Stream, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
 		CostUSD: r.CostUSD, Credits: r.Credits, Status: r.Status, ErrorClass: r.ErrorClass,
 		LatencyMS: r.LatencyMS, TTFTMS: r.TTFTMS, FallbackReason: r.FallbackReason, Cut: r.Cut,
+	}
+	if r.KeyScope == store.ScopeOrg || r.KeyScope == store.ScopeProject {
+		dst.UserID, dst.Org, dst.Project, dst.ForProject, dst.KeyScope, dst.KeyID = r.UserID, r.Org, r.Project, r.ForProject, r.KeyScope, r.KeyID
 	}
 	return nil
 }
@@ -244,17 +267,62 @@ func (p *pager) peek(ctx context.Context) (*Row, error) {
 
 func (p *pager) pop() { p.i++ }
 
+// rowIter yields usage rows oldest first.
+type rowIter interface {
+	// prime reads the first page (so a storage failure can still be
+	// answered with an error status).
+	prime(ctx context.Context) error
+	// next returns the next row (nil at the end), valid until the next call.
+	next(ctx context.Context) (*Row, error)
+	// beforeFetch sets what runs before each later page read.
+	beforeFetch(func())
+}
+
 // merged yields the BYOK and credit rows of a user in [from, to), oldest
 // first, merging the two time-ordered tables.
 type merged struct {
 	byok, credits *pager
 }
 
-func (s *Service) rows(userID string, from, to time.Time) *merged {
-	limit := s.PageSize
-	if limit <= 0 {
-		limit = DefaultPageSize
+func (m *merged) beforeFetch(f func()) { m.byok.beforeFetch, m.credits.beforeFetch = f, f }
+
+// single yields one pager's rows: an org's rows from the org_usage index.
+type single struct{ p *pager }
+
+func (o single) prime(ctx context.Context) error { _, err := o.p.peek(ctx); return err }
+func (o single) beforeFetch(f func())            { o.p.beforeFetch = f }
+func (o single) next(ctx context.Context) (*Row, error) {
+	r, err := o.p.peek(ctx)
+	if r != nil {
+		o.p.pop()
 	}
+	return r, err
+}
+
+func (s *Service) pageSize() int32 {
+	if s.PageSize <= 0 {
+		return DefaultPageSize
+	}
+	return s.PageSize
+}
+
+// orgRows yields the rows in [from, to) of tries that used org's or its
+// projects' keys, whoever made them: the sparse org_usage index holds only
+// those rows (docs/teams.md), so nothing else of the members is read.
+func (s *Service) orgRows(org string, from, to time.Time) single {
+	s2 := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+	return single{&pager{db: s.DB, decode: decodeBYOK, in: dynamodb.QueryInput{
+		TableName:                 aws.String(store.UsageTable.Name(s.TablePrefix)),
+		IndexName:                 aws.String(store.OrgUsageIndex.Name),
+		KeyConditionExpression:    aws.String("#pk = :pk AND #sk BETWEEN :lo AND :hi"),
+		ExpressionAttributeNames:  map[string]string{"#pk": store.AttrOrgPK, "#sk": store.AttrOrgSK},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s2(OrgPK(org)), ":lo": s2(from.UTC().Format(timeLayout)), ":hi": s2(to.UTC().Format(timeLayout))},
+		Limit:                     aws.Int32(s.pageSize()),
+	}}}
+}
+
+func (s *Service) rows(userID string, from, to time.Time) *merged {
+	limit := s.pageSize()
 	pk := &types.AttributeValueMemberS{Value: "USER#" + userID}
 	lo, hi := from.UTC().Format(timeLayout), to.UTC().Format(timeLayout)
 	s2 := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
@@ -386,6 +454,32 @@ type Summary struct {
 	ByDay []DayUsage `json:"by_day"`
 }
 
+// OrgSummary is the body of GET /v1/usage?org=: the Summary of the rows of
+// tries with the org's or its projects' keys (all BYOK), plus per project
+// the member's token named ("" for none) and per member (user id).
+type OrgSummary struct {
+	Org string `json:"org"`
+	Summary
+	ByProject map[string]*OrgProject `json:"by_project"`
+	ByMember  map[string]*Split      `json:"by_member"`
+}
+
+// OrgProject is one project's share of an org's usage (chargeback).
+type OrgProject struct {
+	Split
+	ByProvider map[string]*Split `json:"by_provider"`
+	ByModel    map[string]*Split `json:"by_model"`
+}
+
+// projectOf is the project a row is charged to: the one the token named,
+// else the key's own (rows written before for_project existed).
+func projectOf(r *Row) string {
+	if r.ForProject != "" {
+		return r.ForProject
+	}
+	return r.Project
+}
+
 func (s *Service) summary(w http.ResponseWriter, r *http.Request) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok || p.UserID == "" {
@@ -394,6 +488,11 @@ func (s *Service) summary(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	if err := noUserParam(q.Has); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	org, err := orgParam(p, q)
+	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
@@ -411,6 +510,16 @@ func (s *Service) summary(w http.ResponseWriter, r *http.Request) {
 	from := today.AddDate(0, 0, -(days - 1))
 	// to is just past now, so a row written this instant is included.
 	to := now.Add(time.Nanosecond)
+	if org != "" {
+		sum, err := s.SummarizeOrg(r.Context(), org, from, to)
+		if err != nil {
+			httpx.WriteError(w, r, err)
+			return
+		}
+		sum.Days, sum.To = days, now
+		httpx.WriteJSON(w, http.StatusOK, sum)
+		return
+	}
 	sum, err := s.Summarize(r.Context(), p.UserID, from, to)
 	if err != nil {
 		httpx.WriteError(w, r, err)
@@ -424,6 +533,58 @@ func (s *Service) summary(w http.ResponseWriter, r *http.Request) {
 // per model and per UTC day. It reads page by page; memory grows only with
 // the number of distinct providers, models and days.
 func (s *Service) Summarize(ctx context.Context, userID string, from, to time.Time) (*Summary, error) {
+	return s.summarize(ctx, s.rows(userID, from, to), from, to, nil)
+}
+
+// SummarizeOrg totals the usage in [from, to) of every member's tries with
+// org's or its projects' keys: as Summarize, plus per project and per
+// member. It reads nothing of the members' other usage.
+func (s *Service) SummarizeOrg(ctx context.Context, org string, from, to time.Time) (*OrgSummary, error) {
+	out := &OrgSummary{Org: org, ByProject: map[string]*OrgProject{}, ByMember: map[string]*Split{}}
+	sum, err := s.summarize(ctx, s.orgRows(org, from, to), from, to, func(row *Row) {
+		pr := out.ByProject[projectOf(row)]
+		if pr == nil {
+			pr = &OrgProject{ByProvider: map[string]*Split{}, ByModel: map[string]*Split{}}
+			out.ByProject[projectOf(row)] = pr
+		}
+		pr.add(row)
+		bucket(pr.ByProvider, row.Provider).add(row)
+		bucket(pr.ByModel, row.Model).add(row)
+		bucket(out.ByMember, row.UserID).add(row)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.Summary = *sum
+	for _, pr := range out.ByProject {
+		pr.round()
+		roundAll(pr.ByProvider, pr.ByModel)
+	}
+	roundAll(out.ByMember)
+	return out, nil
+}
+
+// bucket returns m's Split for k ("unknown" when empty), adding it.
+func bucket(m map[string]*Split, k string) *Split {
+	if k == "" {
+		k = "unknown"
+	}
+	if m[k] == nil {
+		m[k] = &Split{}
+	}
+	return m[k]
+}
+
+func roundAll(ms ...map[string]*Split) {
+	for _, m := range ms {
+		for _, v := range m {
+			v.round()
+		}
+	}
+}
+
+// summarize totals it's rows; each row also goes to extra when set.
+func (s *Service) summarize(ctx context.Context, it rowIter, from, to time.Time, extra func(*Row)) (*Summary, error) {
 	from, to = from.UTC(), to.UTC()
 	sum := &Summary{From: from, To: to, ByProvider: map[string]*Split{}, ByModel: map[string]*Split{}}
 	dayIndex := map[string]int{}
@@ -431,16 +592,6 @@ func (s *Service) Summarize(ctx context.Context, userID string, from, to time.Ti
 		dayIndex[d.Format(time.DateOnly)] = len(sum.ByDay)
 		sum.ByDay = append(sum.ByDay, DayUsage{Date: d.Format(time.DateOnly)})
 	}
-	bucket := func(m map[string]*Split, k string) *Split {
-		if k == "" {
-			k = "unknown"
-		}
-		if m[k] == nil {
-			m[k] = &Split{}
-		}
-		return m[k]
-	}
-	it := s.rows(userID, from, to)
 	for {
 		row, err := it.next(ctx)
 		if err != nil {
@@ -455,13 +606,12 @@ func (s *Service) Summarize(ctx context.Context, userID string, from, to time.Ti
 		if i, ok := dayIndex[row.At.Format(time.DateOnly)]; ok {
 			sum.ByDay[i].add(row)
 		}
-	}
-	sum.round()
-	for _, m := range []map[string]*Split{sum.ByProvider, sum.ByModel} {
-		for _, v := range m {
-			v.round()
+		if extra != nil {
+			extra(row)
 		}
 	}
+	sum.round()
+	roundAll(sum.ByProvider, sum.ByModel)
 	for i := range sum.ByDay {
 		sum.ByDay[i].round()
 	}
@@ -477,6 +627,30 @@ func noUserParam(has func(string) bool) error {
 		}
 	}
 	return nil
+}
+
+// orgParam reads ?org=: "" for the caller's own usage, else the org whose
+// usage an owner or admin of it asks for (docs/teams.md). A member, or a
+// token for another org, is refused with 403 before anything is read.
+func orgParam(p auth.Principal, q url.Values) (string, error) {
+	if !q.Has("org") {
+		return "", nil
+	}
+	org := q.Get("org")
+	if !auth.ValidOrgID(org) {
+		return "", apperr.New(apperr.InvalidRequest, "org must be an organisation id: 1..%d printable characters without space, '#' or '/'", auth.MaxOrgIDLen)
+	}
+	if p.Org != org {
+		return "", apperr.New(apperr.Forbidden, "your token is not for organisation %q; an organisation's usage is read with a token whose org claim names it and whose org_role is owner or admin", org)
+	}
+	if !p.OrgAdmin(org) {
+		role := p.OrgRole
+		if role == "" {
+			role = auth.OrgMember
+		}
+		return "", apperr.New(apperr.Forbidden, "organisation %q's usage is shown to its owners and admins only; your org_role is %s (your own usage is GET /v1/usage without org)", org, role)
+	}
+	return org, nil
 }
 
 // ---------------------------------------------------------------- export
@@ -545,12 +719,23 @@ func (s *Service) export(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, apperr.New(apperr.InvalidRequest, "format must be csv or json"))
 		return
 	}
+	org, err := orgParam(p, q)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
 	from, to, err := s.exportRange(q.Get("from"), q.Get("to"))
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	it := s.rows(p.UserID, from, to)
+	var it rowIter = s.rows(p.UserID, from, to)
+	header, toCSV := CSVHeader, (*Row).csv
+	name := fmt.Sprintf("usage-%s-%s.%s", from.Format("20060102T150405Z"), to.Format("20060102T150405Z"), format)
+	if org != "" {
+		it, header, toCSV = s.orgRows(org, from, to), OrgCSVHeader, (*Row).orgCSV
+		name = fmt.Sprintf("usage-org-%s-%s-%s.%s", fileSafe(org), from.Format("20060102T150405Z"), to.Format("20060102T150405Z"), format)
+	}
 	if err := it.prime(ctx); err != nil { // nothing written yet: a proper error status
 		if ctx.Err() == nil {
 			httpx.WriteError(w, r, err)
@@ -560,7 +745,6 @@ func (s *Service) export(w http.ResponseWriter, r *http.Request) {
 
 	rc := http.NewResponseController(w)
 	h := w.Header()
-	name := fmt.Sprintf("usage-%s-%s.%s", from.Format("20060102T150405Z"), to.Format("20060102T150405Z"), format)
 	if format == "csv" {
 		h.Set("Content-Type", "text/csv; charset=utf-8")
 	} else {
@@ -579,8 +763,8 @@ func (s *Service) export(w http.ResponseWriter, r *http.Request) {
 	switch format {
 	case "csv":
 		cw := csv.NewWriter(w)
-		_ = cw.Write(CSVHeader)
-		rec := make([]string, 0, len(CSVHeader))
+		_ = cw.Write(header)
+		rec := make([]string, 0, len(header))
 		flush = func() {
 			cw.Flush()
 			if werr == nil {
@@ -588,7 +772,7 @@ func (s *Service) export(w http.ResponseWriter, r *http.Request) {
 			}
 			_ = rc.Flush()
 		}
-		writeRow = func(row *Row) { rec = row.csv(rec); _ = cw.Write(rec) }
+		writeRow = func(row *Row) { rec = toCSV(row, rec); _ = cw.Write(rec) }
 		finish = flush
 	default:
 		bw := bufio.NewWriterSize(w, 32<<10)
@@ -610,7 +794,7 @@ func (s *Service) export(w http.ResponseWriter, r *http.Request) {
 		}
 		finish = func() { _, _ = bw.WriteString("]\n"); flush() }
 	}
-	it.byok.beforeFetch, it.credits.beforeFetch = flush, flush
+	it.beforeFetch(flush)
 	flush() // the header row / "[" goes out at once
 
 	for werr == nil {
@@ -632,6 +816,18 @@ func (s *Service) export(w http.ResponseWriter, r *http.Request) {
 		// The client went away (or the connection broke): nothing to tell.
 		httpx.Logger(ctx, slog.Default()).Info("usage export stopped: write failed", "rows", rowsOut, "err", werr.Error())
 	}
+}
+
+// fileSafe keeps the characters of an org id that are safe in a quoted
+// Content-Disposition file name (ids are printable ASCII; quotes, slashes
+// and the like become '_').
+func fileSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, s)
 }
 
 // abort ends an export that failed after its first byte: the status cannot

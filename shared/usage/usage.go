@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/store"
 )
@@ -47,6 +48,10 @@ type Record struct {
 	Project  string `dynamodbav:"project,omitempty" json:"project,omitempty"`
 	KeyScope string `dynamodbav:"key_scope,omitempty" json:"key_scope,omitempty"`
 	KeyID    string `dynamodbav:"key_id,omitempty" json:"key_id,omitempty"`
+	// ForProject is the project the caller's token named, on tries with an
+	// org or project key: what an org's chargeback groups by, since an org
+	// key serves every project (docs/teams.md).
+	ForProject string `dynamodbav:"for_project,omitempty" json:"for_project,omitempty"`
 	// Try is the 0-based position of this try among the request's keys:
 	// each try is its own row.
 	Try int `dynamodbav:"try,omitempty" json:"try,omitempty"`
@@ -104,7 +109,28 @@ type item struct {
 	SK     string `dynamodbav:"sk"`
 	Entity string `dynamodbav:"entity"`
 	TTL    int64  `dynamodbav:"ttl"`
+	// OrgPK and OrgSK put a try with an org or project key into the sparse
+	// org_usage index (docs/teams.md); other rows leave them out.
+	OrgPK string `dynamodbav:"org_pk,omitempty"`
+	OrgSK string `dynamodbav:"org_sk,omitempty"`
 	Record
+}
+
+// OrgPK is the org_usage index partition of org.
+func OrgPK(org string) string { return "ORG#" + org }
+
+// itemOf is the stored row of r: in the caller's partition, and in the org's
+// index partition when an org's or project's key served the try.
+func (w *Writer) itemOf(r Record) (map[string]types.AttributeValue, error) {
+	it := item{PK: "USER#" + r.UserID, SK: trySortKey(r), Entity: store.EntityUsage, TTL: r.At.Add(w.ttl).Unix(), Record: r}
+	if r.Org != "" && (r.KeyScope == store.ScopeOrg || r.KeyScope == store.ScopeProject) {
+		it.OrgPK, it.OrgSK = OrgPK(r.Org), it.SK
+	}
+	m, err := attributevalue.MarshalMap(it)
+	if err != nil {
+		return nil, fmt.Errorf("encode usage: %w", err)
+	}
+	return m, nil
 }
 
 // SortKey is the row's sort key: time first so a range query by date works.
@@ -124,12 +150,9 @@ func trySortKey(r Record) string {
 
 // Put writes one row (idempotent per time and request id).
 func (w *Writer) Put(ctx context.Context, r Record) error {
-	it, err := attributevalue.MarshalMap(item{
-		PK: "USER#" + r.UserID, SK: trySortKey(r), Entity: store.EntityUsage,
-		TTL: r.At.Add(w.ttl).Unix(), Record: r,
-	})
+	it, err := w.itemOf(r)
 	if err != nil {
-		return fmt.Errorf("encode usage: %w", err)
+		return err
 	}
 	if _, err := w.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(w.table), Item: it}); err != nil {
 		return apperr.Wrap(err, apperr.ServiceUnavailable, "usage storage is unavailable")

@@ -5,6 +5,7 @@ import { el } from './dom.js';
 import { start } from './nav.js';
 import { renderCards } from './cards.js';
 import { initWebhooks } from './webhooks.js';
+import { loadOrgUsage, bindExport } from './usage.js';
 
 const body = document.getElementById('org-body');
 const cards = document.getElementById('cards');
@@ -33,7 +34,14 @@ if (c) {
           else say('The organisation\'s keys could not be loaded: ' + err.message);
         }
       };
-      await Promise.all([load(), initWebhooks(document.getElementById('webhooks'), `/v1/orgs/${seg(c.org)}/webhooks`)]);
+      // The org's usage: owners and admins only, like its keys.
+      const usage = document.getElementById('org-usage');
+      const status = document.getElementById('org-export-status');
+      const q = '&org=' + encodeURIComponent(c.org);
+      bindExport(document.getElementById('org-export-csv'), 'csv', status, q);
+      bindExport(document.getElementById('org-export-json'), 'json', status, q);
+      usage.hidden = false;
+      await Promise.all([load(), loadOrgUsage(document.getElementById('org-usage-body'), c.org), initWebhooks(document.getElementById('webhooks'), `/v1/orgs/${seg(c.org)}/webhooks`)]);
     }
   }
 }

@@ -51,6 +51,38 @@ function row(label, t, route) {
     el('td', {}, fmtInt(t.requests)), el('td', {}, fmtInt(tokens(t))), el('td', {}, fmtUSD(t.cost_usd)), el('td', {}, fmtInt(t.errors)));
 }
 
+// loadOrgUsage shows an organisation's usage (GET /v1/usage?org=, owners and
+// admins only): every member's requests with the org's or its projects'
+// keys, per project the member's token named (chargeback), and per day.
+export async function loadOrgUsage(body, org) {
+  body.setAttribute('aria-busy', 'true');
+  try {
+    const u = await api('GET', '/v1/usage?days=30&org=' + encodeURIComponent(org));
+    renderOrgUsage(body, u);
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    body.replaceChildren(el('p', { class: 'error' }, 'The organisation\'s usage could not be loaded: ', err.message));
+  } finally {
+    body.removeAttribute('aria-busy');
+  }
+}
+
+export function renderOrgUsage(body, u) {
+  const by = u.by_project || {};
+  const projects = Object.keys(by).sort();
+  const cells = (t) => [el('td', {}, fmtInt(t.requests)), el('td', {}, fmtInt(tokens(t))), el('td', {}, fmtUSD(t.cost_usd)), el('td', {}, fmtInt(t.errors))];
+  const table = projects.length
+    ? el('table', { class: 'data', id: 'org-usage-projects' },
+      el('caption', {}, 'Per project (the project each member\'s request named)'),
+      el('thead', {}, el('tr', {}, ['Project', 'Requests', 'Tokens', 'Estimated cost', 'Errors', 'Providers'].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, projects.map((p) => el('tr', { 'data-project': p },
+        el('th', { scope: 'row' }, p || '(no project)'), cells(by[p].byok || zero()),
+        el('td', {}, Object.keys(by[p].by_provider || {}).sort().map(providerName).join(', '))))),
+      el('tfoot', {}, el('tr', { 'data-project-total': '' }, el('th', { scope: 'row' }, 'All projects'), cells(u.byok || zero()), el('td', {}))))
+    : el('p', { class: 'muted' }, 'No requests used the organisation\'s keys in the last 30 days.');
+  body.replaceChildren(table, chart(u.by_day || []));
+}
+
 // chart draws requests per day, BYOK and credits stacked.
 function chart(days) {
   const W = 720, H = 220, left = 40, right = 10, top = 16, bottom = 36;
