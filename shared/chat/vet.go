@@ -3,7 +3,6 @@ package chat
 import (
 	"encoding/json"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -13,10 +12,6 @@ import (
 	"github.com/synthstack/byok/shared/translate"
 	"github.com/tidwall/gjson"
 )
-
-// credentialLike matches text that looks like a provider credential: OpenAI
-// and Anthropic keys (masked ones too), Google keys, bearer tokens.
-var credentialLike = regexp.MustCompile(`(?i:bearer)\s+[^\s"',;()]+|sk-[A-Za-z0-9_\-*.]{4,}|AIza[0-9A-Za-z_\-]{4,}`)
 
 // platformKeyHint stands for the platform's own key in anything we relay.
 const platformKeyHint = "[platform key]"
@@ -34,7 +29,7 @@ func (s scrubber) scrub(text string) string {
 			text = strings.ReplaceAll(text, k, s.hint)
 		}
 	}
-	return credentialLike.ReplaceAllString(text, s.hint)
+	return provider.MaskCredentials(text, s.hint)
 }
 
 // scrubberFor returns the scrubber for an attempt with apiKey: it knows

@@ -348,3 +348,32 @@ func TestValidateDoesNotFollowRedirects(t *testing.T) {
 		t.Fatal("validator followed a redirect and sent the key on")
 	}
 }
+
+// A provider's explanation is stored and shown as the key's detail: it must
+// never carry the key (echoed whole, or masked) and stays short.
+func TestValidationDetailHidesKeys(t *testing.T) {
+	fp := fakeprovider.New()
+	defer fp.Close()
+	long := strings.Repeat("x", 3000)
+	for _, tc := range []struct {
+		p   provider.Name
+		key string
+	}{{provider.OpenAI, oaKey}, {provider.Anthropic, antKey}} {
+		msg := "Project access denied for key " + tc.key + " (also sk-proj-ab12****wxyz, Bearer " + tc.key + ") " + long
+		body := `{"error":{"type":"permission_error","code":"forbidden","message":"` + msg + `"}}`
+		if tc.p == provider.Anthropic {
+			body = `{"type":"error","error":{"type":"permission_error","message":"` + msg + `"}}`
+		}
+		fp.SetKey(tc.key, fakeprovider.Behavior{Status: 403, Body: body})
+		r := newValidator(fp, time.Second).Validate(context.Background(), tc.p, tc.key)
+		if r.Reason != provider.ReasonForbidden || r.Detail == "" {
+			t.Fatalf("%s: %+v", tc.p, r)
+		}
+		if strings.Contains(r.Detail, tc.key) || strings.Contains(r.Detail, "sk-proj-ab12") || strings.Contains(r.Detail, tc.key[len(tc.key)-12:]) {
+			t.Errorf("%s: detail carries a key: %q", tc.p, r.Detail[:min(len(r.Detail), 200)])
+		}
+		if len(r.Detail) > 510 {
+			t.Errorf("%s: detail is %d bytes long", tc.p, len(r.Detail))
+		}
+	}
+}

@@ -231,7 +231,7 @@ func (v *Validator) ValidateCredential(ctx context.Context, p Name, cred schema.
 	}
 	if p == OpenAI || p == Anthropic {
 		st, reason := ClassifyHTTP(p, resp.StatusCode, body)
-		return Result{Status: st, Reason: reason, HTTPStatus: resp.StatusCode, Detail: forbiddenDetail(a, resp, body, reason)}
+		return Result{Status: st, Reason: reason, HTTPStatus: resp.StatusCode, Detail: clipDetail(forbiddenDetail(a, resp, body, reason), cred.Key)}
 	}
 	vd := a.ClassifyValidation(resp.StatusCode, resp.Header, body)
 	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
@@ -247,10 +247,16 @@ func forbiddenDetail(a Adapter, resp *http.Response, body []byte, r Reason) stri
 	return a.Classify(resp.StatusCode, resp.Header, body).Detail
 }
 
-// clipDetail bounds a provider's explanation and removes the key from it.
+// clipDetail bounds a provider's explanation and removes the key, and
+// anything else that looks like a credential, from it.
 func clipDetail(d, key string) string {
+	hint := "[key]"
 	if key != "" {
-		d = strings.ReplaceAll(d, key, Hint(key))
+		hint = Hint(key)
+	}
+	d = MaskCredentials(d, hint)
+	if key != "" {
+		d = strings.ReplaceAll(d, key, hint) // keys no pattern knows (Azure's, Cohere's)
 	}
 	if len(d) > 500 {
 		d = d[:500] + "..."
