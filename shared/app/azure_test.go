@@ -202,7 +202,7 @@ func TestAzureEndpointSSRF(t *testing.T) {
 	e.fake.SetDefault(fakeprovider.OK())
 	port := ep[strings.LastIndexByte(ep, ':'):]
 	r := e.do("PUT", "/v1/keys/azure_openai", alice, map[string]any{"api_key": k, "endpoint": "https://localhost" + port})
-	if r.Status != 400 || !strings.Contains(string(r.Body), "not a public address") {
+	if r.Status != 400 || !strings.Contains(string(r.Body), "address that is not public") || strings.Contains(string(r.Body), "127.0.0.1") {
 		t.Fatalf("inward endpoint: %d %s", r.Status, r.Body)
 	}
 	if e.fake.TotalCalls() != 0 || e.keyItem("alice", "azure_openai") != nil {

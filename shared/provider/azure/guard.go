@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -80,7 +81,43 @@ func (g *Guard) CheckEndpoint(endpoint string) (string, error) {
 	if !g.hostAllowed(host) {
 		return "", fmt.Errorf("%w: endpoint host must end in one of %s", ErrEndpoint, strings.Join(g.Suffixes, ", "))
 	}
+	// Only an operator-listed host (the tests' fake) may be an address or
+	// use another port: a resource endpoint is a DNS name on 443.
+	if !g.listedHost(host) {
+		if !dnsName(host) {
+			return "", fmt.Errorf("%w: endpoint host must be a DNS name like <resource>.openai.azure.com", ErrEndpoint)
+		}
+		if p := u.Port(); p != "" && p != "443" {
+			return "", fmt.Errorf("%w: endpoint must use the https port 443", ErrEndpoint)
+		}
+	} else if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("%w: endpoint port %q is not a port number", ErrEndpoint, p)
+		}
+	}
 	return "https://" + strings.ToLower(u.Host), nil
+}
+
+// listedHost reports whether the operator named host itself as a suffix
+// entry (no leading dot).
+func (g *Guard) listedHost(host string) bool {
+	for _, s := range g.Suffixes {
+		if !strings.HasPrefix(s, ".") && host == s {
+			return true
+		}
+	}
+	return false
+}
+
+// dnsName reports whether host is letters, digits, '-' and '.' only.
+func dnsName(host string) bool {
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return host != ""
 }
 
 // listed reports whether the operator named ip itself as an allowed suffix.
@@ -104,7 +141,7 @@ func (g *Guard) CheckAddr(ip netip.Addr) error {
 	if u.IsLoopback() || u.IsPrivate() || u.IsLinkLocalUnicast() || u.IsLinkLocalMulticast() ||
 		u.IsUnspecified() || u.IsMulticast() || u.IsInterfaceLocalMulticast() || !u.IsValid() ||
 		cgnat.Contains(u) || benchmarking.Contains(u) || u == metadataV6 {
-		return fmt.Errorf("%w: %s is not a public address", ErrEndpoint, ip)
+		return fmt.Errorf("%w: the endpoint resolves to an address that is not public (loopback, private, link-local or reserved)", ErrEndpoint)
 	}
 	return nil
 }

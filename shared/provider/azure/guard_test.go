@@ -30,6 +30,10 @@ func TestCheckEndpoint(t *testing.T) {
 		"https://127.0.0.1",                       // not listed
 		"https://169.254.169.254",                 // metadata
 		"file:///etc/passwd", "", "myres.openai.azure.com",
+		"https://myres.openai.azure.com:8443",  // a port other than 443 on a suffix host
+		"https://myres.openai.azure.com:99999", // not a port at all
+		"https://[::1%25.openai.azure.com]",    // an IPv6 zone dressed as a suffix
+		"https://my_res.openai.azure.com",      // not a DNS name
 	}
 	for _, e := range ok {
 		if _, err := g.CheckEndpoint(e); err != nil {
@@ -40,6 +44,17 @@ func TestCheckEndpoint(t *testing.T) {
 		if _, err := g.CheckEndpoint(e); !errors.Is(err, azure.ErrEndpoint) {
 			t.Errorf("CheckEndpoint(%q) = %v, want refused", e, err)
 		}
+	}
+}
+
+// A host the operator listed verbatim (the tests' fake) may use any port.
+func TestCheckEndpointListedHostPort(t *testing.T) {
+	g := &azure.Guard{Suffixes: []string{"127.0.0.1", ".openai.azure.com"}}
+	if ep, err := g.CheckEndpoint("https://127.0.0.1:8443"); err != nil || ep != "https://127.0.0.1:8443" {
+		t.Fatalf("listed host with a port: %q %v", ep, err)
+	}
+	if _, err := g.CheckEndpoint("https://x.openai.azure.com:8443"); !errors.Is(err, azure.ErrEndpoint) {
+		t.Fatalf("suffix host with a port: %v", err)
 	}
 }
 
