@@ -153,8 +153,15 @@ func (a Adapter) ValidationRequest(ctx context.Context, cred schema.Credential) 
 
 // ClassifyValidation: a missing deployment makes the saved configuration
 // unusable (invalid, deployment_not_found) though the key may be fine.
+//
+// A 400 comes after Azure took the key and found the deployment: the probe
+// itself was refused (an embeddings deployment, a reasoning model wanting
+// max_completion_tokens), so the key is valid.
 func (a Adapter) ClassifyValidation(status int, h http.Header, body []byte) schema.Verdict {
 	v := a.Classify(status, h, body)
+	if status == http.StatusBadRequest {
+		return schema.Verdict{Status: schema.StatusValid, Type: v.Type, Code: v.Code, Message: v.Message}
+	}
 	if v.Code == "DeploymentNotFound" {
 		v.Status, v.Reason, v.Detail = schema.StatusInvalid, schema.ReasonDeploymentNotFound, v.Message
 	}
