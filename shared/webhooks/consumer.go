@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/store"
@@ -85,44 +84,15 @@ type Consumer struct {
 	DisableAfter time.Duration
 	Now          func() time.Time
 	Concurrency  int
-	// ListTTL is how long an owner's endpoint list is reused (ListCacheTTL
-	// when 0, negative for never): a burst of events for one owner costs
-	// one Query, and a change shows within that time.
-	ListTTL time.Duration
-	Log     *slog.Logger
-
-	cacheOnce sync.Once
-	cache     *lru.Cache[string, cachedList]
+	Log          *slog.Logger
 }
 
-// ListCacheTTL is the default ListTTL.
-const ListCacheTTL = 2 * time.Second
-
-type cachedList struct {
-	eps     []Endpoint
-	expires time.Time
-}
-
-// endpoints returns owner's endpoints, from the short cache when fresh.
+// endpoints returns owner's endpoints with a consistent read for every
+// event, never a cached list: once a delete or a PATCH has returned, the
+// next event handled sees it (docs/webhooks.md, "Changes take effect at
+// once").
 func (c *Consumer) endpoints(ctx context.Context, owner string) ([]Endpoint, error) {
-	ttl := c.ListTTL
-	if ttl == 0 {
-		ttl = ListCacheTTL
-	}
-	if ttl < 0 {
-		return c.Store.List(ctx, owner)
-	}
-	c.cacheOnce.Do(func() { c.cache, _ = lru.New[string, cachedList](10_000) })
-	// Real time, not c.Now: the cache is about storage reads, not the schedule.
-	if e, ok := c.cache.Get(owner); ok && time.Now().Before(e.expires) {
-		return e.eps, nil
-	}
-	eps, err := c.Store.List(ctx, owner)
-	if err != nil {
-		return nil, err
-	}
-	c.cache.Add(owner, cachedList{eps: eps, expires: time.Now().Add(ttl)})
-	return eps, nil
+	return c.Store.List(ctx, owner)
 }
 
 // job is one pending delivery of one event to one endpoint.
