@@ -1,6 +1,7 @@
 package webhooks_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,5 +55,64 @@ func TestDeleteStopsDeliveriesAtOnce(t *testing.T) {
 	}
 	if dlq := r.drainDLQ(); len(dlq) != 0 {
 		t.Fatalf("dead-letter queue holds %d messages for a deleted endpoint", len(dlq))
+	}
+}
+
+// TestReenableRestartsFailureClock: an endpoint switched off after failing
+// for 3 days gets nothing while disabled; PATCH enabled=true turns it back
+// on with a fresh failure clock, so its next failure does not switch it off
+// again at once, and events reach it again.
+func TestReenableRestartsFailureClock(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	rc := newReceiver(t, func(int) bool { return failing.Load() })
+	cr := r.register(rc, "erin")
+	own := webhooks.UserOwner("erin")
+	if _, err := r.store.MarkFailing(r.ctx, own, cr.ID, r.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(webhooks.DisableAfter + time.Hour)
+	r.pub.Publish(r.ctx, keyInvalid("erin"))
+	status := func() webhooks.Endpoint {
+		ep, err := r.store.Get(r.ctx, own, cr.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ep
+	}
+	r.run(0, 50, func() bool { return status().Status == webhooks.StatusDisabled })
+	before, _, _ := rc.snapshot()
+	r.pub.Publish(r.ctx, keyInvalid("erin"))
+	r.pollRounds(5, 10*time.Second)
+	if n, _, _ := rc.snapshot(); n != before {
+		t.Fatalf("a disabled endpoint got %d more requests", n-before)
+	}
+
+	yes := true
+	v, err := r.svc.Update(r.ctx, own, cr.ID, webhooks.Change{Enabled: &yes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status != webhooks.StatusActive || v.DisabledAt != nil {
+		t.Fatalf("after re-enabling: %+v", v)
+	}
+	if ep := status(); ep.FailingSince != nil || ep.DisabledAt != nil {
+		t.Fatalf("failure clock not reset: failing since %v, disabled at %v", ep.FailingSince, ep.DisabledAt)
+	}
+	// Still failing: a new failure starts a new 3 days, it is not disabled.
+	e := keyInvalid("erin")
+	e.Reason = "after re-enable"
+	r.pub.Publish(r.ctx, e)
+	r.run(0, 50, func() bool { n, _, _ := rc.snapshot(); return n > before })
+	if ep := status(); ep.Status != webhooks.StatusActive || ep.FailingSince == nil || !ep.FailingSince.Equal(r.clock.Now()) {
+		t.Fatalf("after a failure on a re-enabled endpoint: %+v (now %v)", ep, r.clock.Now())
+	}
+	// Back up: the retry of that event arrives.
+	failing.Store(false)
+	r.run(10*time.Second, 50, func() bool { _, ok, _ := rc.snapshot(); return len(ok) == 1 })
+	if ep := status(); ep.FailingSince != nil {
+		t.Fatalf("healthy again but failing since %v", ep.FailingSince)
 	}
 }
