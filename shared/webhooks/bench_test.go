@@ -185,7 +185,8 @@ func TestOutageNoLoss(t *testing.T) {
 
 // BenchmarkWebhooks1000 is the webhooks row of the targets (docs/webhooks.md):
 // 1,000 events from the topic to a local endpoint, through moto's SNS and SQS
-// and DynamoDB, 4 pollers; reports the seconds for all 1,000 (target ≤ 30).
+// and DynamoDB, 4 pollers; reports the seconds for all 1,000 (target ≤ 30)
+// and the repeats (same webhook-id).
 func BenchmarkWebhooks1000(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
@@ -196,9 +197,13 @@ func BenchmarkWebhooks1000(b *testing.B) {
 		b.StartTimer()
 		took := r.deliverAll(b, rc, 1000, 4, 5*time.Minute, nil)
 		b.StopTimer()
-		checkOnce(b, rc, 1000)
+		// At least once: on an overloaded machine a message can outlive its
+		// visibility timeout mid-delivery and come back; the repeat carries
+		// the same webhook-id, so a receiver drops it. Counted, not hidden.
+		dups := checkNoLoss(b, rc, 1000)
 		b.ReportMetric(took.Seconds(), "s/1000events")
 		b.ReportMetric(1000/took.Seconds(), "events/s")
+		b.ReportMetric(float64(dups), "repeats")
 		b.StartTimer()
 	}
 }

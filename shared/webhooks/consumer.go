@@ -87,12 +87,33 @@ type Consumer struct {
 	Log          *slog.Logger
 }
 
-// endpoints returns owner's endpoints with a consistent read for every
-// event, never a cached list: once a delete or a PATCH has returned, the
-// next event handled sees it (docs/webhooks.md, "Changes take effect at
-// once").
-func (c *Consumer) endpoints(ctx context.Context, owner string) ([]Endpoint, error) {
-	return c.Store.List(ctx, owner)
+// batchLists reads each owner's endpoints once per batch, with a
+// consistent read when the batch's first event for that owner is handled;
+// nothing is kept beyond the batch, so once a delete or a PATCH has
+// returned, the next batch sees it (docs/webhooks.md, "Changes take effect
+// at once"). A burst for one owner costs one Query per batch, not per event.
+type batchLists struct {
+	store *Store
+	mu    sync.Mutex
+	m     map[string]*ownerList
+}
+
+type ownerList struct {
+	once sync.Once
+	eps  []Endpoint
+	err  error
+}
+
+func (b *batchLists) endpoints(ctx context.Context, owner string) ([]Endpoint, error) {
+	b.mu.Lock()
+	l := b.m[owner]
+	if l == nil {
+		l = &ownerList{}
+		b.m[owner] = l
+	}
+	b.mu.Unlock()
+	l.once.Do(func() { l.eps, l.err = b.store.List(ctx, owner) })
+	return l.eps, l.err
 }
 
 // job is one pending delivery of one event to one endpoint.
@@ -130,6 +151,7 @@ func (c *Consumer) Handle(ctx context.Context, msgs []Message) (failed []string)
 		n = 10
 	}
 	sem := make(chan struct{}, n)
+	lists := &batchLists{store: c.Store, m: map[string]*ownerList{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, m := range msgs {
@@ -138,7 +160,7 @@ func (c *Consumer) Handle(ctx context.Context, msgs []Message) (failed []string)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := c.handle(ctx, m); err != nil {
+			if err := c.handle(ctx, m, lists); err != nil {
 				c.Log.Error("webhook message not done; it will be redelivered", "message_id", m.ID, "err", err.Error())
 				mu.Lock()
 				failed = append(failed, m.ID)
@@ -150,7 +172,7 @@ func (c *Consumer) Handle(ctx context.Context, msgs []Message) (failed []string)
 	return failed
 }
 
-func (c *Consumer) handle(ctx context.Context, m Message) error {
+func (c *Consumer) handle(ctx context.Context, m Message, lists *batchLists) error {
 	if m.Kind == KindRetry {
 		return c.handleRetry(ctx, m)
 	}
@@ -170,7 +192,7 @@ func (c *Consumer) handle(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
-	eps, err := c.endpoints(ctx, OwnerOf(ev))
+	eps, err := lists.endpoints(ctx, OwnerOf(ev))
 	if err != nil {
 		return err
 	}
