@@ -64,6 +64,12 @@ type Accounts interface {
 	GetAccount(ctx context.Context, userID string) (*store.Account, error)
 }
 
+// Orgs finds an org's notification e-mail for the disabled notice of its
+// endpoints (*store.Store satisfies it).
+type Orgs interface {
+	GetOrg(ctx context.Context, org, project string) (store.Org, error)
+}
+
 // Consumer delivers the events of queue batches, one job per endpoint, so a
 // failing endpoint is retried alone and never repeats a healthy one's
 // delivery.
@@ -76,6 +82,7 @@ type Consumer struct {
 	DLQURL   string
 	Events   events.Publisher
 	Accounts Accounts // may be nil
+	Orgs     Orgs     // may be nil
 	// Schedule is the retry schedule (DefaultSchedule when nil); MaxDelay the
 	// longest single SQS delay (MaxSQSDelay when 0; tests set it tiny and
 	// drive Now instead of waiting).
@@ -379,6 +386,11 @@ func (c *Consumer) disable(ctx context.Context, ep Endpoint, now time.Time, last
 		}
 	case strings.HasPrefix(ep.Owner, "org:"):
 		e.Org = strings.TrimPrefix(ep.Owner, "org:")
+		if c.Orgs != nil { // the org's notification e-mail (its settings), as for its key events
+			if o, err := c.Orgs.GetOrg(ctx, e.Org, ""); err == nil {
+				e.Email = o.Settings.Email
+			}
+		}
 	}
 	c.Log.Warn("webhook disabled after failing for days", "webhook_id", ep.ID, "owner", ep.Owner)
 	if c.Events != nil {

@@ -136,6 +136,8 @@ type rig struct {
 	poller   *webhooks.Poller
 	notices  *published
 	store    *webhooks.Store
+	db       *dynamodb.Client
+	prefix   string
 }
 
 func newRig(t testing.TB) *rig {
@@ -171,7 +173,7 @@ func newRig(t testing.TB) *rig {
 	notices := &published{}
 	c := &webhooks.Consumer{Store: st, Opener: v, Sender: sender, Queue: sqsc, QueueURL: qs.URL, DLQURL: qs.DLQURL,
 		Events: notices, Now: clk.Now, MaxDelay: time.Nanosecond, Log: log}
-	return &rig{t: t, ctx: ctx, clock: clk, sqs: sqsc, queues: qs, notices: notices, store: st,
+	return &rig{t: t, ctx: ctx, clock: clk, sqs: sqsc, queues: qs, notices: notices, store: st, db: db, prefix: prefix,
 		pub:      events.NewSNS(snsc, aws.ToString(top.TopicArn), log),
 		svc:      &webhooks.Service{Store: st, Sealer: v, Guard: guard, Sender: sender, Now: clk.Now, Log: log},
 		consumer: c,

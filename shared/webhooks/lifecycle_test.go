@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/synthstack/byok/shared/events"
+	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/webhooks"
 )
 
@@ -114,5 +115,39 @@ func TestReenableRestartsFailureClock(t *testing.T) {
 	r.run(10*time.Second, 50, func() bool { _, ok, _ := rc.snapshot(); return len(ok) == 1 })
 	if ep := status(); ep.FailingSince != nil {
 		t.Fatalf("healthy again but failing since %v", ep.FailingSince)
+	}
+}
+
+// TestOrgEndpointDisabledNoticeGoesToOrg: an org's endpoint switched off
+// after 3 days of failures announces it naming the org, with the org's
+// notification e-mail (its settings), not a person's.
+func TestOrgEndpointDisabledNoticeGoesToOrg(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	st := store.New(r.db, r.prefix)
+	mail := "ops@acme.example"
+	if _, err := st.PutOrgSettings(r.ctx, "acme", store.OrgSettingsPatch{Email: &mail}, r.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r.consumer.Orgs = st
+	rc := newReceiver(t, func(int) bool { return true })
+	cr, err := r.svc.Create(r.ctx, webhooks.OrgOwner("acme"), rc.srv.URL+"/org", []string{"*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.secret.Store(cr.Secret)
+	if _, err := r.store.MarkFailing(r.ctx, webhooks.OrgOwner("acme"), cr.ID, r.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(webhooks.DisableAfter + time.Hour)
+	e := keyInvalid("olga")
+	e.Org, e.Scope = "acme", "org"
+	r.pub.Publish(r.ctx, e)
+	r.run(0, 50, func() bool { r.notices.mu.Lock(); defer r.notices.mu.Unlock(); return len(r.notices.evs) > 0 })
+	r.notices.mu.Lock()
+	defer r.notices.mu.Unlock()
+	n := r.notices.evs[0]
+	if n.Type != events.WebhookDisabled || n.Org != "acme" || n.UserID != "" || n.Email != mail || n.WebhookID != cr.ID {
+		t.Fatalf("disabled notice %+v", n)
 	}
 }
