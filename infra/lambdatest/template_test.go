@@ -981,11 +981,13 @@ func TestLeastPrivilege(t *testing.T) {
 	// Every function that verifies tokens reads the HS256 secret (jwt).
 	want := map[string][]string{
 		// keys.Service: GetSettings (GetItem), GetUser (Query), PutKey (PutItem),
-		// DeleteKey (DeleteItem); Seal (GenerateDataKey). No route opens a key or
-		// updates one in place.
+		// DeleteKey (DeleteItem); Seal (GenerateDataKey). No route opens a
+		// provider key. shared/webhooks: the owner's counter in the create and
+		// delete transactions and PATCH (UpdateItem); the test route opens the
+		// endpoint's signing secret (Decrypt, webhook secrets only: below).
 		"KeysFunction": slices.Concat(
-			on(table, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"),
-			on(key, "kms:GenerateDataKey"),
+			on(table, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"),
+			on(key, "kms:GenerateDataKey", "kms:Decrypt"),
 			on(topic, "sns:Publish"), jwt),
 		// keys.Service.Test: GetUser (Query), Open (Decrypt), Record ->
 		// UpdateKeyStatus (UpdateItem).
@@ -1138,6 +1140,15 @@ func TestLeastPrivilege(t *testing.T) {
 					t.Errorf("key policy statement %v for %s lacks Condition Null %s: \"false\"", s["Sid"], p, ck)
 				}
 			}
+			// The keys function opens webhook signing secrets (the test
+			// route), never a provider key: its Decrypt is bound to
+			// provider "webhook" in the encryption context.
+			if p == "!GetAtt "+roleOf["KeysFunction"]+".Arn" && slices.Contains(cryptoActions, "kms:Decrypt") {
+				eq, _ := cond["StringEquals"].(map[string]any)
+				if fmt.Sprint(eq["kms:EncryptionContext:provider"]) != "webhook" {
+					t.Errorf("key policy statement %v lets the keys function decrypt beyond webhook secrets (Condition StringEquals kms:EncryptionContext:provider must be \"webhook\")", s["Sid"])
+				}
+			}
 			users[p] = append(users[p], cryptoActions...)
 		}
 	}
@@ -1145,7 +1156,7 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Error("key policy must let the account root administer the key")
 	}
 	wantUsers := map[string][]string{
-		"!GetAtt " + roleOf["KeysFunction"] + ".Arn":           {"kms:GenerateDataKey"},
+		"!GetAtt " + roleOf["KeysFunction"] + ".Arn":           {"kms:Decrypt", "kms:GenerateDataKey"},
 		"!GetAtt " + roleOf["ValidateFunction"] + ".Arn":       {"kms:Decrypt"},
 		"!GetAtt " + roleOf["ChatFunction"] + ".Arn":           {"kms:Decrypt"},
 		"!GetAtt " + roleOf[logicalID(fnRevalidator)] + ".Arn": {"kms:Decrypt"},

@@ -35,7 +35,7 @@ func (a *App) WebhookConsumer(cfg Config, c Clients, q webhooks.Queues) (*webhoo
 	}
 	return &webhooks.Consumer{
 		Store: a.Webhooks.Store, Opener: a.Vault, Sender: a.Webhooks.Sender, Queue: c.SQS,
-		QueueURL: q.URL, DLQURL: q.DLQURL, Events: a.Events, Accounts: a.Store, Log: a.Log,
+		QueueURL: q.URL, DLQURL: q.DLQURL, Events: a.Events, Accounts: a.Store, Orgs: a.Store, Log: a.Log,
 	}, nil
 }
 

@@ -185,7 +185,8 @@ func TestOutageNoLoss(t *testing.T) {
 
 // BenchmarkWebhooks1000 is the webhooks row of the targets (docs/webhooks.md):
 // 1,000 events from the topic to a local endpoint, through moto's SNS and SQS
-// and DynamoDB, 4 pollers; reports the seconds for all 1,000 (target ≤ 30).
+// and DynamoDB, 4 pollers; reports the seconds for all 1,000 (target ≤ 30)
+// and the repeats (same webhook-id).
 func BenchmarkWebhooks1000(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
@@ -196,9 +197,13 @@ func BenchmarkWebhooks1000(b *testing.B) {
 		b.StartTimer()
 		took := r.deliverAll(b, rc, 1000, 4, 5*time.Minute, nil)
 		b.StopTimer()
-		checkOnce(b, rc, 1000)
+		// At least once: on an overloaded machine a message can outlive its
+		// visibility timeout mid-delivery and come back; the repeat carries
+		// the same webhook-id, so a receiver drops it. Counted, not hidden.
+		dups := checkNoLoss(b, rc, 1000)
 		b.ReportMetric(took.Seconds(), "s/1000events")
 		b.ReportMetric(1000/took.Seconds(), "events/s")
+		b.ReportMetric(float64(dups), "repeats")
 		b.StartTimer()
 	}
 }
@@ -230,9 +235,14 @@ func BenchmarkWebhooksConsumer1000(b *testing.B) {
 }
 
 // BenchmarkWebhooksOutage1000: 1,000 events while the endpoint fails for its
-// first 5 minutes (consumer clock at 10× real time): the first attempts
-// are handed to the consumer as above and fail, the retries go through
-// moto's SQS; 0 lost (repeats, same webhook-id, reported).
+// first 5 minutes. The 5 minutes are on the consumer's clock, which runs at
+// 10× real time (30 s of real time): the retry schedule is the real one
+// (5 s, then 5 min, ...) on that clock, and an SQS hop towards a later due
+// time is at most 1 s of real time. The first attempts are handed to the
+// consumer as above and fail, the retries go through moto's SQS. Reports
+// the events whose delivery failed at least once (outage-hit), the lost
+// ones (the target: 0) and the repeats (same webhook-id, dropped by a
+// receiver).
 func BenchmarkWebhooksOutage1000(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
@@ -254,11 +264,18 @@ func BenchmarkWebhooksOutage1000(b *testing.B) {
 		stop()
 		b.StopTimer()
 		dups := checkNoLoss(b, rc, 1000)
-		calls, _, _ := rc.snapshot()
+		calls, ok, _ := rc.snapshot()
+		rc.mu.Lock()
+		hit := len(rc.failed)
+		rc.mu.Unlock()
+		if hit == 0 {
+			b.Fatal("no delivery failed: the outage did not happen")
+		}
 		b.ReportMetric(took.Seconds(), "s/1000events")
 		b.ReportMetric(float64(calls), "requests")
+		b.ReportMetric(float64(hit), "outage-hit")
 		b.ReportMetric(float64(dups), "repeats")
-		b.ReportMetric(0, "lost")
+		b.ReportMetric(float64(1000-len(ok)), "lost")
 		b.StartTimer()
 	}
 }

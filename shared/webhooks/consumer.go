@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/store"
@@ -65,6 +64,12 @@ type Accounts interface {
 	GetAccount(ctx context.Context, userID string) (*store.Account, error)
 }
 
+// Orgs finds an org's notification e-mail for the disabled notice of its
+// endpoints (*store.Store satisfies it).
+type Orgs interface {
+	GetOrg(ctx context.Context, org, project string) (store.Org, error)
+}
+
 // Consumer delivers the events of queue batches, one job per endpoint, so a
 // failing endpoint is retried alone and never repeats a healthy one's
 // delivery.
@@ -77,6 +82,7 @@ type Consumer struct {
 	DLQURL   string
 	Events   events.Publisher
 	Accounts Accounts // may be nil
+	Orgs     Orgs     // may be nil
 	// Schedule is the retry schedule (DefaultSchedule when nil); MaxDelay the
 	// longest single SQS delay (MaxSQSDelay when 0; tests set it tiny and
 	// drive Now instead of waiting).
@@ -85,44 +91,36 @@ type Consumer struct {
 	DisableAfter time.Duration
 	Now          func() time.Time
 	Concurrency  int
-	// ListTTL is how long an owner's endpoint list is reused (ListCacheTTL
-	// when 0, negative for never): a burst of events for one owner costs
-	// one Query, and a change shows within that time.
-	ListTTL time.Duration
-	Log     *slog.Logger
-
-	cacheOnce sync.Once
-	cache     *lru.Cache[string, cachedList]
+	Log          *slog.Logger
 }
 
-// ListCacheTTL is the default ListTTL.
-const ListCacheTTL = 2 * time.Second
-
-type cachedList struct {
-	eps     []Endpoint
-	expires time.Time
+// batchLists reads each owner's endpoints once per batch, with a
+// consistent read when the batch's first event for that owner is handled;
+// nothing is kept beyond the batch, so once a delete or a PATCH has
+// returned, the next batch sees it (docs/webhooks.md, "Changes take effect
+// at once"). A burst for one owner costs one Query per batch, not per event.
+type batchLists struct {
+	store *Store
+	mu    sync.Mutex
+	m     map[string]*ownerList
 }
 
-// endpoints returns owner's endpoints, from the short cache when fresh.
-func (c *Consumer) endpoints(ctx context.Context, owner string) ([]Endpoint, error) {
-	ttl := c.ListTTL
-	if ttl == 0 {
-		ttl = ListCacheTTL
+type ownerList struct {
+	once sync.Once
+	eps  []Endpoint
+	err  error
+}
+
+func (b *batchLists) endpoints(ctx context.Context, owner string) ([]Endpoint, error) {
+	b.mu.Lock()
+	l := b.m[owner]
+	if l == nil {
+		l = &ownerList{}
+		b.m[owner] = l
 	}
-	if ttl < 0 {
-		return c.Store.List(ctx, owner)
-	}
-	c.cacheOnce.Do(func() { c.cache, _ = lru.New[string, cachedList](10_000) })
-	// Real time, not c.Now: the cache is about storage reads, not the schedule.
-	if e, ok := c.cache.Get(owner); ok && time.Now().Before(e.expires) {
-		return e.eps, nil
-	}
-	eps, err := c.Store.List(ctx, owner)
-	if err != nil {
-		return nil, err
-	}
-	c.cache.Add(owner, cachedList{eps: eps, expires: time.Now().Add(ttl)})
-	return eps, nil
+	b.mu.Unlock()
+	l.once.Do(func() { l.eps, l.err = b.store.List(ctx, owner) })
+	return l.eps, l.err
 }
 
 // job is one pending delivery of one event to one endpoint.
@@ -160,6 +158,7 @@ func (c *Consumer) Handle(ctx context.Context, msgs []Message) (failed []string)
 		n = 10
 	}
 	sem := make(chan struct{}, n)
+	lists := &batchLists{store: c.Store, m: map[string]*ownerList{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, m := range msgs {
@@ -168,7 +167,7 @@ func (c *Consumer) Handle(ctx context.Context, msgs []Message) (failed []string)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := c.handle(ctx, m); err != nil {
+			if err := c.handle(ctx, m, lists); err != nil {
 				c.Log.Error("webhook message not done; it will be redelivered", "message_id", m.ID, "err", err.Error())
 				mu.Lock()
 				failed = append(failed, m.ID)
@@ -180,7 +179,7 @@ func (c *Consumer) Handle(ctx context.Context, msgs []Message) (failed []string)
 	return failed
 }
 
-func (c *Consumer) handle(ctx context.Context, m Message) error {
+func (c *Consumer) handle(ctx context.Context, m Message, lists *batchLists) error {
 	if m.Kind == KindRetry {
 		return c.handleRetry(ctx, m)
 	}
@@ -200,7 +199,7 @@ func (c *Consumer) handle(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
-	eps, err := c.endpoints(ctx, OwnerOf(ev))
+	eps, err := lists.endpoints(ctx, OwnerOf(ev))
 	if err != nil {
 		return err
 	}
@@ -387,6 +386,11 @@ func (c *Consumer) disable(ctx context.Context, ep Endpoint, now time.Time, last
 		}
 	case strings.HasPrefix(ep.Owner, "org:"):
 		e.Org = strings.TrimPrefix(ep.Owner, "org:")
+		if c.Orgs != nil { // the org's notification e-mail (its settings), as for its key events
+			if o, err := c.Orgs.GetOrg(ctx, e.Org, ""); err == nil {
+				e.Email = o.Settings.Email
+			}
+		}
 	}
 	c.Log.Warn("webhook disabled after failing for days", "webhook_id", ep.ID, "owner", ep.Owner)
 	if c.Events != nil {

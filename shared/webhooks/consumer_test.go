@@ -64,7 +64,8 @@ type receiver struct {
 	secret  atomic.Value
 	mu      sync.Mutex
 	calls   int
-	ok      map[string]int // webhook-id -> successful deliveries
+	ok      map[string]int  // webhook-id -> successful deliveries
+	failed  map[string]bool // webhook-ids answered 500 at least once
 	bodies  []string
 	badSigs int
 	fail    func(n int) bool
@@ -72,7 +73,7 @@ type receiver struct {
 }
 
 func newReceiver(t testing.TB, fail func(n int) bool) *receiver {
-	r := &receiver{t: t, ok: map[string]int{}, fail: fail}
+	r := &receiver{t: t, ok: map[string]int{}, failed: map[string]bool{}, fail: fail}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
 	return r
@@ -102,6 +103,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if r.fail != nil && r.fail(n) {
+		r.failed[req.Header.Get("webhook-id")] = true
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
@@ -134,6 +136,8 @@ type rig struct {
 	poller   *webhooks.Poller
 	notices  *published
 	store    *webhooks.Store
+	db       *dynamodb.Client
+	prefix   string
 }
 
 func newRig(t testing.TB) *rig {
@@ -169,7 +173,7 @@ func newRig(t testing.TB) *rig {
 	notices := &published{}
 	c := &webhooks.Consumer{Store: st, Opener: v, Sender: sender, Queue: sqsc, QueueURL: qs.URL, DLQURL: qs.DLQURL,
 		Events: notices, Now: clk.Now, MaxDelay: time.Nanosecond, Log: log}
-	return &rig{t: t, ctx: ctx, clock: clk, sqs: sqsc, queues: qs, notices: notices, store: st,
+	return &rig{t: t, ctx: ctx, clock: clk, sqs: sqsc, queues: qs, notices: notices, store: st, db: db, prefix: prefix,
 		pub:      events.NewSNS(snsc, aws.ToString(top.TopicArn), log),
 		svc:      &webhooks.Service{Store: st, Sealer: v, Guard: guard, Sender: sender, Now: clk.Now, Log: log},
 		consumer: c,

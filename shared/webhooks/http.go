@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/synthstack/byok/shared/apperr"
@@ -33,13 +34,20 @@ type Service struct {
 // maxBody bounds a registration body: a URL and a few event names.
 const maxBody = 16 << 10
 
+// The owners' route prefixes: a user's own endpoints and an org's. The
+// handlers are the same; the path names the owner (docs/webhooks.md).
+var ownerPrefixes = []string{"/v1", "/v1/orgs/{org}"}
+
 // Register adds the webhook routes to mux.
 func (s *Service) Register(mux httpx.Router) {
-	mux.HandleFunc("POST /v1/webhooks", s.handleCreate)
-	mux.HandleFunc("GET /v1/webhooks", s.handleList)
-	mux.HandleFunc("DELETE /v1/webhooks/{id}", s.handleDelete)
-	mux.HandleFunc("POST /v1/webhooks/{id}/test", s.handleTest)
-	mux.HandleFunc("GET /v1/webhooks/{id}/deliveries", s.handleDeliveries)
+	for _, pre := range ownerPrefixes {
+		mux.HandleFunc("POST "+pre+"/webhooks", s.handleCreate)
+		mux.HandleFunc("GET "+pre+"/webhooks", s.handleList)
+		mux.HandleFunc("PATCH "+pre+"/webhooks/{id}", s.handlePatch)
+		mux.HandleFunc("DELETE "+pre+"/webhooks/{id}", s.handleDelete)
+		mux.HandleFunc("POST "+pre+"/webhooks/{id}/test", s.handleTest)
+		mux.HandleFunc("GET "+pre+"/webhooks/{id}/deliveries", s.handleDeliveries)
+	}
 }
 
 func (s *Service) now() time.Time {
@@ -49,14 +57,34 @@ func (s *Service) now() time.Time {
 	return time.Now()
 }
 
-// owner returns the caller's owner name, writing 401 when there is none.
+// owner returns whose endpoints the path names, writing the error when the
+// caller may not manage them: their own always; an org's only with a token
+// whose org claim names that org and whose org_role is owner or admin (403
+// otherwise). Ids are looked up under the owner, so another owner's id is 404.
 func owner(w http.ResponseWriter, r *http.Request) (string, auth.Principal, bool) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok || p.UserID == "" {
 		httpx.WriteError(w, r, apperr.New(apperr.Unauthorized, "missing credentials"))
 		return "", p, false
 	}
-	return UserOwner(p.UserID), p, true
+	org := r.PathValue("org")
+	if org == "" {
+		return UserOwner(p.UserID), p, true
+	}
+	var err error
+	switch {
+	case !auth.ValidOrgID(org):
+		err = apperr.New(apperr.InvalidRequest, "org ids are 1..%d printable characters without space, '#' or '/'", auth.MaxOrgIDLen)
+	case p.Org != org:
+		err = apperr.New(apperr.Forbidden, "your token is not for organisation %q; an org's webhooks are managed with a token whose org claim names the org", clip(org, 40))
+	case !p.OrgAdmin(org):
+		err = apperr.New(apperr.Forbidden, "managing organisation %q's webhooks needs org_role owner or admin; yours is %s", org, p.OrgRole)
+	}
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return "", p, false
+	}
+	return OrgOwner(org), p, true
 }
 
 // endpointID reads {id}, refusing what cannot be an id.
@@ -166,6 +194,9 @@ func (s *Service) Test(ctx context.Context, own, userID, id string) (Attempt, er
 	}
 	now := s.now().UTC()
 	ev := events.Event{ID: events.NewID(), Type: events.Test, UserID: userID, At: now}
+	if org, ok := strings.CutPrefix(own, "org:"); ok {
+		ev.Org = org // the receiver sees whose endpoint this is, as in key events
+	}
 	ev.Subject, ev.Text = events.Describe(ev)
 	res, err := s.Sender.Send(ctx, ep.URL, string(secret), ev.ID, mustJSON(ev))
 	clear(secret)
@@ -234,4 +265,68 @@ func (s *Service) handleDeliveries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"deliveries": as})
+}
+
+// patchRequest changes an endpoint; absent fields stay as they are.
+type patchRequest struct {
+	Enabled *bool     `json:"enabled"`
+	URL     *string   `json:"url"`
+	Events  *[]string `json:"events"`
+}
+
+// Update applies ch to the owner's endpoint id and returns it as stored.
+// The URL and events are checked as on registration.
+func (s *Service) Update(ctx context.Context, own, id string, ch Change) (View, error) {
+	if ch.Enabled == nil && ch.URL == nil && ch.Events == nil {
+		return View{}, apperr.New(apperr.InvalidRequest, "nothing to change: send \"enabled\", \"url\" or \"events\"")
+	}
+	if ch.URL != nil {
+		u, err := s.Guard.CheckURL(ctx, *ch.URL)
+		if err != nil {
+			return View{}, err
+		}
+		clean := u.String()
+		ch.URL = &clean
+	}
+	if ch.Events != nil {
+		evs, err := ParseEvents(ch.Events)
+		if err != nil {
+			return View{}, err
+		}
+		ch.Events = evs
+	}
+	e, err := s.Store.Update(ctx, own, id, ch, s.now())
+	if err != nil {
+		return View{}, err
+	}
+	return ViewOf(e), nil
+}
+
+func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) {
+	own, _, ok := owner(w, r)
+	if !ok {
+		return
+	}
+	id, ok := endpointID(w, r)
+	if !ok {
+		return
+	}
+	var req patchRequest
+	if err := httpx.DecodeJSON(w, r, maxBody, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	ch := Change{Enabled: req.Enabled, URL: req.URL}
+	if req.Events != nil {
+		ch.Events = *req.Events
+		if ch.Events == nil {
+			ch.Events = []string{} // present but empty: refused by ParseEvents
+		}
+	}
+	v, err := s.Update(r.Context(), own, id, ch)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
 }

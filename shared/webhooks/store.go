@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -177,7 +178,77 @@ func (s *Store) Delete(ctx context.Context, owner, id string) error {
 }
 
 func notFound(id string) error {
-	return apperr.New(apperr.NotFound, "no webhook %s; list yours with GET /v1/webhooks", id)
+	return apperr.New(apperr.NotFound, "no webhook %s here; GET the same .../webhooks route lists the ones you can manage", id)
+}
+
+// Change is an update of an endpoint; nil fields stay as they are.
+type Change struct {
+	Enabled *bool
+	URL     *string
+	Events  []string
+}
+
+// Update applies ch to the owner's endpoint id in one conditional write and
+// returns the endpoint as stored; apperr NotFound when the owner has none.
+// Enabling, or pointing the endpoint at a new URL, restarts the failure
+// clock (failing_since is removed): the 3 days before it is switched off
+// count from its next failure (docs/webhooks.md).
+func (s *Store) Update(ctx context.Context, owner, id string, ch Change, now time.Time) (Endpoint, error) {
+	var set, remove []string
+	names := map[string]string{}
+	vals := map[string]types.AttributeValue{}
+	if ch.Enabled != nil {
+		names["#s"] = "status"
+		if *ch.Enabled {
+			set, remove = append(set, "#s = :active"), append(remove, "disabled_at", "failing_since")
+			vals[":active"] = store.S(StatusActive)
+		} else {
+			// A pause by the owner keeps the first disable time when it was
+			// already off, so disabled_at says since when.
+			set = append(set, "#s = :disabled", "disabled_at = if_not_exists(disabled_at, :now)")
+			remove = append(remove, "failing_since")
+			vals[":disabled"], vals[":now"] = store.S(StatusDisabled), store.S(now.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if ch.URL != nil {
+		names["#u"] = "url"
+		set, vals[":url"] = append(set, "#u = :url"), store.S(*ch.URL)
+		if !slices.Contains(remove, "failing_since") {
+			remove = append(remove, "failing_since")
+		}
+	}
+	if ch.Events != nil {
+		ev, err := attributevalue.Marshal(ch.Events)
+		if err != nil {
+			return Endpoint{}, fmt.Errorf("encode events: %w", err)
+		}
+		names["#e"] = "events"
+		set, vals[":events"] = append(set, "#e = :events"), ev
+	}
+	expr := "SET " + strings.Join(set, ", ")
+	if len(remove) > 0 {
+		expr += " REMOVE " + strings.Join(remove, ", ")
+	}
+	out, err := s.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.Table),
+		Key:                       store.Key(ownerPK(owner), skEndpoint+id),
+		UpdateExpression:          aws.String(expr),
+		ConditionExpression:       aws.String("attribute_exists(pk)"),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+		ReturnValues:              types.ReturnValueAllNew,
+	})
+	if isConditionFailed(err) {
+		return Endpoint{}, notFound(id)
+	}
+	if err != nil {
+		return Endpoint{}, unavailable("update webhook", err)
+	}
+	var it endpointItem
+	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
+		return Endpoint{}, fmt.Errorf("decode webhook: %w", err)
+	}
+	return it.Endpoint, nil
 }
 
 // Get returns the owner's endpoint id; apperr NotFound when it has none.
@@ -197,7 +268,8 @@ func (s *Store) Get(ctx context.Context, owner, id string) (Endpoint, error) {
 }
 
 // List returns the owner's endpoints, oldest first (at most the limit, so
-// one page).
+// one page). The read is strongly consistent: the consumer reads this list
+// per event, and a delete that has returned must not be missed.
 func (s *Store) List(ctx context.Context, owner string) ([]Endpoint, error) {
 	var out []Endpoint
 	var start map[string]types.AttributeValue
@@ -207,6 +279,7 @@ func (s *Store) List(ctx context.Context, owner string) ([]Endpoint, error) {
 			KeyConditionExpression:    aws.String("pk = :pk AND begins_with(sk, :ep)"),
 			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": store.S(ownerPK(owner)), ":ep": store.S(skEndpoint)},
 			ExclusiveStartKey:         start,
+			ConsistentRead:            aws.Bool(true),
 		})
 		if err != nil {
 			return nil, unavailable("list webhooks", err)

@@ -1,4 +1,5 @@
-// Webhooks: add, test, recent deliveries, remove. The section shows only
+// Webhooks: add, test, recent deliveries, re-enable, remove, for a user's
+// own endpoints or an org's (the base route says whose). The section shows only
 // when the server answers its API; a 404 (no such route on this server)
 // keeps it hidden. A new endpoint's signing secret is never put in the page:
 // it can be copied to the clipboard once.
@@ -39,7 +40,7 @@ function render(section, base, hooks) {
 function hook(h, base, reload) {
   const deliveries = el('div', { class: 'deliveries', 'aria-live': 'polite' });
   const err = el('p', { class: 'error', hidden: true });
-  const state = h.status === 'disabled' || h.disabled_at || h.enabled === false ? 'disabled' : 'active';
+  const state = h.status === 'disabled' ? 'disabled' : 'active';
   return el('li', { class: 'hook', 'data-id': h.id },
     el('p', {}, el('code', {}, h.url), h.secret_hint ? el('span', { class: 'muted' }, ' secret ', h.secret_hint) : null, ' ', el('span', { class: 'chip ' + (state === 'active' ? 'chip-valid' : 'chip-invalid') }, state === 'active' ? 'Active' : 'Disabled')),
     el('p', { class: 'muted' }, 'Events: ', (h.events || []).join(', ') || 'all'),
@@ -56,6 +57,19 @@ function hook(h, base, reload) {
         }
       }) }, 'Send test event'),
       el('button', { type: 'button', onclick: (ev) => busy(ev.currentTarget, () => showDeliveries(deliveries, base, h.id, err)) }, 'Recent deliveries'),
+      // A disabled endpoint (3 days of failures, or paused) is turned back on
+      // with a fresh failure clock (docs/webhooks.md).
+      state === 'disabled' ? el('button', { type: 'button', class: 'reenable', onclick: (ev) => busy(ev.currentTarget, async () => {
+        fieldError(null, err, '');
+        try {
+          await api('PATCH', `${base}/${seg(h.id)}`, { body: { enabled: true } });
+          announce('Webhook re-enabled.');
+          await reload();
+        } catch (e) {
+          if (!(e instanceof ApiError)) throw e;
+          fieldError(null, err, e.message);
+        }
+      }) }, 'Re-enable') : null,
       el('button', { type: 'button', class: 'danger', onclick: async (ev) => {
         if (!await confirmAction('Remove this webhook?', `Events stop going to ${h.url} at once.`, 'Remove')) return;
         await busy(ev.currentTarget, async () => {
