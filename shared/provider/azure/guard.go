@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/synthstack/byok/shared/netguard"
 )
 
 // DefaultSuffixes are AZURE_OPENAI_ALLOWED_SUFFIXES' default.
@@ -130,27 +132,18 @@ func (g *Guard) listed(ip netip.Addr) bool {
 	return false
 }
 
-// CheckAddr refuses addresses that are not public: loopback, private,
-// link-local (169.254.169.254 metadata included), unspecified, multicast,
-// CGNAT, IPv6 unique-local, and IPv4-mapped forms of any of them.
+// CheckAddr refuses addresses that are not public (netguard.Public):
+// loopback, private, link-local (169.254.169.254 metadata included),
+// reserved and translation ranges, and IPv4-mapped forms of any of them.
 func (g *Guard) CheckAddr(ip netip.Addr) error {
 	if g.listed(ip) {
 		return nil
 	}
-	u := ip.Unmap()
-	if u.IsLoopback() || u.IsPrivate() || u.IsLinkLocalUnicast() || u.IsLinkLocalMulticast() ||
-		u.IsUnspecified() || u.IsMulticast() || u.IsInterfaceLocalMulticast() || !u.IsValid() ||
-		cgnat.Contains(u) || benchmarking.Contains(u) || u == metadataV6 {
+	if !netguard.Public(ip) {
 		return fmt.Errorf("%w: the endpoint resolves to an address that is not public (loopback, private, link-local or reserved)", ErrEndpoint)
 	}
 	return nil
 }
-
-var (
-	cgnat        = netip.MustParsePrefix("100.64.0.0/10")
-	benchmarking = netip.MustParsePrefix("198.18.0.0/15")
-	metadataV6   = netip.MustParseAddr("fd00:ec2::254")
-)
 
 // control is the net.Dialer Control hook: it sees the address the socket
 // is about to connect to, after every resolution.

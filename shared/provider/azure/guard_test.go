@@ -61,7 +61,9 @@ func TestCheckEndpointListedHostPort(t *testing.T) {
 func TestCheckAddr(t *testing.T) {
 	g := &azure.Guard{Suffixes: azure.DefaultSuffixes}
 	for _, a := range []string{"127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-		"::1", "fe80::1", "fc00::1", "fd00:ec2::254", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "224.0.0.1"} {
+		"::1", "fe80::1", "fc00::1", "fd00:ec2::254", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "224.0.0.1",
+		// reserved and translation ranges: NAT64 and 6to4 forms of the metadata and private addresses, 240/4, broadcast
+		"0.1.2.3", "192.0.0.170", "240.0.0.1", "255.255.255.255", "64:ff9b::a9fe:a9fe", "64:ff9b::a00:5", "2002:a9fe:a9fe::1", "100::1"} {
 		if err := g.CheckAddr(netip.MustParseAddr(a)); err == nil {
 			t.Errorf("CheckAddr(%s) allowed", a)
 		}
