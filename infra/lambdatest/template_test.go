@@ -1132,10 +1132,16 @@ func TestLeastPrivilege(t *testing.T) {
 				continue
 			}
 			// Data keys are always bound to a row (docs/api.md §6): no use without the
-			// encryption context.
+			// encryption context. Its provider and key_id are in every context
+			// (user, org and project keys, webhook secrets); user_id is not (an
+			// org's or project's key names its org instead), so requiring it would
+			// refuse every org key on AWS (moto does not enforce key policies).
 			cond, _ := s["Condition"].(map[string]any)
 			null, _ := cond["Null"].(map[string]any)
-			for _, ck := range []string{"kms:EncryptionContext:user_id", "kms:EncryptionContext:provider"} {
+			if _, ok := null["kms:EncryptionContext:user_id"]; ok && len(cryptoActions) > 0 {
+				t.Errorf("key policy statement %v for %s requires kms:EncryptionContext:user_id, which org and project keys do not carry", s["Sid"], p)
+			}
+			for _, ck := range []string{"kms:EncryptionContext:provider", "kms:EncryptionContext:key_id"} {
 				if len(cryptoActions) > 0 && fmt.Sprint(null[ck]) != "false" {
 					t.Errorf("key policy statement %v for %s lacks Condition Null %s: \"false\"", s["Sid"], p, ck)
 				}
@@ -1143,10 +1149,12 @@ func TestLeastPrivilege(t *testing.T) {
 			// The keys function opens webhook signing secrets (the test
 			// route), never a provider key: its Decrypt is bound to
 			// provider "webhook" in the encryption context.
-			if p == "!GetAtt "+roleOf["KeysFunction"]+".Arn" && slices.Contains(cryptoActions, "kms:Decrypt") {
+			// So does the webhooks function, which signs deliveries and reaches
+			// user-chosen URLs: it never needs a provider key.
+			if (p == "!GetAtt "+roleOf["KeysFunction"]+".Arn" || p == "!GetAtt "+roleOf[logicalID(fnWebhooks)]+".Arn") && slices.Contains(cryptoActions, "kms:Decrypt") {
 				eq, _ := cond["StringEquals"].(map[string]any)
 				if fmt.Sprint(eq["kms:EncryptionContext:provider"]) != "webhook" {
-					t.Errorf("key policy statement %v lets the keys function decrypt beyond webhook secrets (Condition StringEquals kms:EncryptionContext:provider must be \"webhook\")", s["Sid"])
+					t.Errorf("key policy statement %v lets %s decrypt beyond webhook secrets (Condition StringEquals kms:EncryptionContext:provider must be \"webhook\")", s["Sid"], p)
 				}
 			}
 			users[p] = append(users[p], cryptoActions...)
