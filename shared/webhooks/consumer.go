@@ -240,8 +240,8 @@ func (c *Consumer) handleRetry(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
-	if ep.Status != StatusActive {
-		return nil
+	if ep.Status != StatusActive || !ep.Subscribed(j.EventType) {
+		return nil // disabled, paused or unsubscribed from this event meanwhile
 	}
 	return c.attempt(ctx, ep, j, false)
 }
@@ -312,7 +312,7 @@ func (c *Consumer) attempt(ctx context.Context, ep Endpoint, j job, fresh bool) 
 		limit = DisableAfter
 	}
 	if now.Sub(since) >= limit {
-		c.disable(ctx, ep, now, res.Error)
+		c.disable(ctx, ep, since, now, res.Error)
 	}
 	return nil
 }
@@ -361,8 +361,8 @@ func (c *Consumer) toDLQ(ctx context.Context, j job) error {
 
 // disable switches ep off and tells its owner (an event: e-mail through the
 // topic, and the owner's other endpoints that subscribe to it).
-func (c *Consumer) disable(ctx context.Context, ep Endpoint, now time.Time, lastErr string) {
-	ok, err := c.Store.Disable(ctx, ep.Owner, ep.ID, now)
+func (c *Consumer) disable(ctx context.Context, ep Endpoint, since, now time.Time, lastErr string) {
+	ok, err := c.Store.Disable(ctx, ep.Owner, ep.ID, since, now)
 	if err != nil {
 		c.Log.Error("webhook not disabled", "webhook_id", ep.ID, "err", err.Error())
 		return

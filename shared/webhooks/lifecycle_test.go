@@ -151,3 +151,56 @@ func TestOrgEndpointDisabledNoticeGoesToOrg(t *testing.T) {
 		t.Fatalf("disabled notice %+v", n)
 	}
 }
+
+// A re-enable (or a new URL) landing between the consumer's failure mark
+// and its disable write wins: Disable is conditioned on the failure clock
+// the consumer read, which the owner's change cleared.
+func TestDisableLosesToAConcurrentReenable(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	rc := newReceiver(t, func(int) bool { return true })
+	cr := r.register(rc, "fay")
+	own := webhooks.UserOwner("fay")
+	since, err := r.store.MarkFailing(r.ctx, own, cr.ID, r.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes := true
+	if _, err := r.svc.Update(r.ctx, own, cr.ID, webhooks.Change{Enabled: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := r.store.Disable(r.ctx, own, cr.ID, since, r.clock.Now().Add(webhooks.DisableAfter))
+	if err != nil || ok {
+		t.Fatalf("Disable after the owner reset the clock: disabled=%v err=%v", ok, err)
+	}
+	if ep, _ := r.store.Get(r.ctx, own, cr.ID); ep.Status != webhooks.StatusActive {
+		t.Fatalf("status %q, want active", ep.Status)
+	}
+	// Without a change in between, the same call disables.
+	since, _ = r.store.MarkFailing(r.ctx, own, cr.ID, r.clock.Now())
+	if ok, err := r.store.Disable(r.ctx, own, cr.ID, since, r.clock.Now().Add(webhooks.DisableAfter)); err != nil || !ok {
+		t.Fatalf("Disable with the clock read: disabled=%v err=%v", ok, err)
+	}
+}
+
+// A retry queued before the owner unsubscribed from its event type is
+// dropped when it comes due: the endpoint no longer wants that event.
+func TestRetryDroppedAfterUnsubscribe(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	rc := newReceiver(t, func(int) bool { return failing.Load() })
+	cr := r.register(rc, "gus")
+	own := webhooks.UserOwner("gus")
+	r.pub.Publish(r.ctx, keyInvalid("gus"))
+	r.run(0, 50, func() bool { n, _, _ := rc.snapshot(); return n >= 1 }) // first attempt failed, retry queued
+	if _, err := r.svc.Update(r.ctx, own, cr.ID, webhooks.Change{Events: []string{"byok.fallback"}}); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(false)
+	r.pollRounds(10, 10*time.Second)
+	if _, ok, _ := rc.snapshot(); len(ok) != 0 {
+		t.Fatalf("a byok.key_invalid retry was delivered after the endpoint unsubscribed from it: %v", ok)
+	}
+}

@@ -431,14 +431,19 @@ func (s *Store) MarkHealthy(ctx context.Context, owner, id string) error {
 
 // Disable switches an active endpoint off; false when it was not active
 // (already disabled or deleted), so only one caller announces it.
-func (s *Store) Disable(ctx context.Context, owner, id string, now time.Time) (bool, error) {
+//
+// since is the failure clock the caller read (MarkFailing): the write holds
+// only while the endpoint is active and that clock unchanged, so an owner's
+// re-enable or new URL in between (which clears it) wins.
+func (s *Store) Disable(ctx context.Context, owner, id string, since, now time.Time) (bool, error) {
 	_, err := s.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.Table),
-		Key:                       store.Key(ownerPK(owner), skEndpoint+id),
-		UpdateExpression:          aws.String("SET #s = :disabled, disabled_at = :now"),
-		ConditionExpression:       aws.String("#s = :active"),
-		ExpressionAttributeNames:  map[string]string{"#s": "status"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":disabled": store.S(StatusDisabled), ":active": store.S(StatusActive), ":now": store.S(now.UTC().Format(time.RFC3339Nano))},
+		TableName:                aws.String(s.Table),
+		Key:                      store.Key(ownerPK(owner), skEndpoint+id),
+		UpdateExpression:         aws.String("SET #s = :disabled, disabled_at = :now"),
+		ConditionExpression:      aws.String("#s = :active AND failing_since = :since"),
+		ExpressionAttributeNames: map[string]string{"#s": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":disabled": store.S(StatusDisabled), ":active": store.S(StatusActive),
+			":now": store.S(now.UTC().Format(time.RFC3339Nano)), ":since": store.S(since.UTC().Format(time.RFC3339Nano))},
 	})
 	if isConditionFailed(err) {
 		return false, nil
