@@ -143,7 +143,11 @@ func (s *Store) Create(ctx context.Context, e Endpoint, limit int) error {
 	var tce *types.TransactionCanceledException
 	if errors.As(err, &tce) {
 		if len(tce.CancellationReasons) > 0 && aws.ToString(tce.CancellationReasons[0].Code) == "ConditionalCheckFailed" {
-			return apperr.New(apperr.InvalidRequest, "at most %d webhooks per owner; delete one first (DELETE /v1/webhooks/{id})", limit)
+			route := "/v1/webhooks/{id}"
+			if org, ok := strings.CutPrefix(e.Owner, "org:"); ok {
+				route = "/v1/orgs/" + org + "/webhooks/{id}"
+			}
+			return apperr.New(apperr.InvalidRequest, "at most %d webhooks per owner; delete one first (DELETE %s)", limit, route)
 		}
 		return apperr.Wrap(err, apperr.Conflict, "another change to your webhooks happened at the same time; try again")
 	}
