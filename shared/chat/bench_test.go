@@ -99,6 +99,9 @@ func BenchmarkHotPath(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		// As handleJSON: the user row is read while the body is parsed.
+		lctx, cancel := context.WithCancel(auth.WithPrincipal(ctx, p))
+		ld := rig.x.startLoad(lctx)
 		req, err := parseChatRequest(benchBody)
 		if err != nil {
 			b.Fatal(err)
@@ -108,7 +111,8 @@ func BenchmarkHotPath(b *testing.B) {
 			b.Fatal(err)
 		}
 		req.UpstreamModel = up
-		c, err := rig.x.newCall(ctx, nil, hr, p, req, prov)
+		c, err := rig.x.newCall(lctx, nil, hr, p, req, prov, ld)
+		cancel()
 		if err != nil {
 			b.Fatal(err)
 		}
