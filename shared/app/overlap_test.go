@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,46 +73,55 @@ func gatedEnv(t *testing.T) (*testEnv, *queryGate) {
 
 // docs/performance.md, row 9: the user row (account and keys) is read while the
 // request body is still arriving, so the storage round trip overlaps the
-// body read and parse instead of following it.
+// body read and parse instead of following it: for a body of unknown
+// length (chunked) and for one declared at 4 KiB or more.
 func TestUserReadOverlapsBodyRead(t *testing.T) {
 	e, g := gatedEnv(t)
-	body := chatBody("gpt-4o-mini", 5, "hello")
-	pr, pw := io.Pipe()
-	defer pw.Close() // a failure below must not leave the handler reading
-	req, err := http.NewRequest("POST", e.srv.URL+"/v1/chat/completions", pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+e.token("alice", ""))
-	req.Header.Set("Content-Type", "application/json")
-	type result struct {
-		resp *http.Response
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(req)
-		done <- result{resp, err}
-	}()
-	if _, err := pw.Write(body[:10]); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the user-row read to start while the body is still arriving", func() bool { return g.started.Load() > 0 })
-	if _, err := pw.Write(body[10:]); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	res := <-done
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	defer res.resp.Body.Close()
-	b, _ := io.ReadAll(res.resp.Body)
-	if res.resp.StatusCode != 200 || res.resp.Header.Get("X-Byok-Route") != "byok" {
-		t.Fatalf("%d route %q %s", res.resp.StatusCode, res.resp.Header.Get("X-Byok-Route"), b)
-	}
-	if n := g.started.Load(); n != 1 {
-		t.Fatalf("%d user-row reads for one request, want 1", n)
+	for name, body := range map[string][]byte{
+		"chunked":        chatBody("gpt-4o-mini", 5, "hello"),
+		"Content-Length": chatBody("gpt-4o-mini", 5, strings.Repeat("hello ", 1000)),
+	} {
+		g.started.Store(0)
+		pr, pw := io.Pipe()
+		defer pw.Close() // a failure below must not leave the handler reading
+		req, err := http.NewRequest("POST", e.srv.URL+"/v1/chat/completions", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "Content-Length" {
+			req.ContentLength = int64(len(body))
+		}
+		req.Header.Set("Authorization", "Bearer "+e.token("alice", ""))
+		req.Header.Set("Content-Type", "application/json")
+		type result struct {
+			resp *http.Response
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			done <- result{resp, err}
+		}()
+		if _, err := pw.Write(body[:10]); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, name+": the user-row read to start while the body is still arriving", func() bool { return g.started.Load() > 0 })
+		if _, err := pw.Write(body[10:]); err != nil {
+			t.Fatal(err)
+		}
+		pw.Close()
+		res := <-done
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		b, _ := io.ReadAll(res.resp.Body)
+		res.resp.Body.Close()
+		if res.resp.StatusCode != 200 || res.resp.Header.Get("X-Byok-Route") != "byok" {
+			t.Fatalf("%s: %d route %q %s", name, res.resp.StatusCode, res.resp.Header.Get("X-Byok-Route"), b)
+		}
+		if n := g.started.Load(); n != 1 {
+			t.Fatalf("%s: %d user-row reads for one request, want 1", name, n)
+		}
 	}
 }
 

@@ -99,9 +99,10 @@ func BenchmarkHotPath(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		// As handleJSON: the user row is read while the body is parsed.
+		// As handleJSON: the user row is read alongside the parse, or (this
+		// small body) after it.
 		lctx, cancel := context.WithCancel(auth.WithPrincipal(ctx, p))
-		ld := rig.x.startLoad(lctx)
+		ld := rig.x.startLoad(lctx, int64(len(benchBody)))
 		req, err := parseChatRequest(benchBody)
 		if err != nil {
 			b.Fatal(err)
