@@ -11,7 +11,7 @@
 // a lease row in the main table (revalidate.Lease); a second one started
 // meanwhile logs that and exits at once with an empty summary.
 //
-// Tuning: REVALIDATE_CONCURRENCY (default 50), REVALIDATE_KEY_TIMEOUT
+// Tuning: REVALIDATE_CONCURRENCY (default 100), REVALIDATE_KEY_TIMEOUT
 // (default 15s).
 package main
 

@@ -156,9 +156,11 @@ func newMemoryGateway(delay time.Duration) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	key := store.KeyRecord{UserID: "alice", Provider: "openai", KeyID: "k1", Ciphertext: blob, Status: "valid", Hint: "sk-...bcdef"}
 	ms := &memfakes.Store{
+		// Keys and Set as store.GetUser fills them: the BYOK route walks Set.
 		User: store.User{Account: &store.Account{UserID: "alice", Tier: "premium"},
-			Keys: map[string]store.KeyRecord{"openai": {UserID: "alice", Provider: "openai", KeyID: "k1", Ciphertext: blob, Status: "valid", Hint: "sk-...bcdef"}}},
+			Keys: map[string]store.KeyRecord{"openai": key}, Set: store.NewKeySet(key)},
 		Settings: routing.DefaultSettings(routing.BYOKFirst),
 		Latency:  g.Latency,
 	}

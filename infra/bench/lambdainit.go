@@ -230,6 +230,9 @@ func (b *Bench) rowLambdaInit() {
 		"TABLE_PREFIX=byok-", "SNS_TOPIC_ARN=arn:aws:sns:us-east-1:000000000000:byok-events",
 		"AUTH_JWT_SECRET=" + jwt, "ENCRYPTION_KEY=" + encKey,
 		"OPENAI_BASE_URL=https://api.openai.com/v1", "ANTHROPIC_BASE_URL=https://api.anthropic.com",
+		// The webhooks function refuses to start without its queues (!Ref in the template).
+		"WEBHOOK_QUEUE_URL=https://sqs.us-east-1.amazonaws.com/000000000000/byok-webhooks",
+		"WEBHOOK_DLQ_URL=https://sqs.us-east-1.amazonaws.com/000000000000/byok-webhooks-dlq",
 	}
 	runs := b.initRuns()
 	type fnResult struct {
@@ -320,7 +323,8 @@ func (b *Bench) rowLambdaInit() {
 		"`bootstrap` to the arrival of its first `GET /2018-06-01/runtime/invocation/next` at a fake Runtime API "+
 		"(an httptest server holding the poll open; AWS_LAMBDA_RUNTIME_API points at it); %d runs per function after one "+
 		"page-cache warm-up run; the process is killed after its first poll.\n\n"+
-		"Environment: the template's variables (TABLE_PREFIX, SNS_TOPIC_ARN, AUTH_JWT_SECRET, provider base URLs), "+
+		"Environment: the template's variables (TABLE_PREFIX, SNS_TOPIC_ARN, AUTH_JWT_SECRET, provider base URLs, "+
+		"WEBHOOK_QUEUE_URL and WEBHOOK_DLQ_URL as queue URLs), "+
 		"KMS_KEY_ID on keys/validate/chat as in template.yaml, ENCRYPTION_KEY (64 hex) on all, dummy credentials, "+
 		"INTERNAL_KEYS_SECRET_ARN unset (in AWS the chat function reads that secret at start-up, one Secrets Manager call "+
 		"not included here), and AWS_ENDPOINT_URL pointing at a local server that counts requests: "+

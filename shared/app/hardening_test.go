@@ -413,9 +413,13 @@ func TestRouteNoneBeforeRouting(t *testing.T) {
 	cfg.BaseEndpoint = aws.String("http://127.0.0.1:1")
 	cfg.RetryMaxAttempts = 1
 	e.startWith(app.NewClients(cfg))
+	calls := e.fake.TotalCalls()
 	r := e.do("POST", "/v1/chat/completions", tok, chatBody("gpt-4o-mini", 5, "x"))
 	if r.Status != 503 || r.Header.Get("X-Byok-Route") != "none" {
 		t.Fatalf("storage down: %d route %q %s", r.Status, r.Header.Get("X-Byok-Route"), r.Body)
+	}
+	if n := e.fake.TotalCalls() - calls; n != 0 {
+		t.Fatalf("storage down: %d upstream calls, want none", n)
 	}
 }
 

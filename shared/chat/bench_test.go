@@ -21,6 +21,7 @@ import (
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/fakeprovider"
 	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
@@ -54,9 +55,11 @@ func newRig(b *testing.B, behavior fakeprovider.Behavior) *benchRig {
 	if err != nil {
 		b.Fatal(err)
 	}
+	key := store.KeyRecord{UserID: "alice", Provider: "openai", KeyID: "k1", Ciphertext: blob, Status: "valid", Hint: "sk-...bcdef"}
 	ms := &memfakes.Store{
+		// Keys and Set as store.GetUser fills them: the BYOK route walks Set.
 		User: store.User{Account: &store.Account{UserID: "alice", Tier: "premium", CreditBalance: 0},
-			Keys: map[string]store.KeyRecord{"openai": {UserID: "alice", Provider: "openai", KeyID: "k1", Ciphertext: blob, Status: "valid", Hint: "sk-...bcdef"}}},
+			Keys: map[string]store.KeyRecord{"openai": key}, Set: store.NewKeySet(key)},
 		Settings: routing.DefaultSettings(routing.BYOKFirst),
 	}
 	mu := &memfakes.Usage{}
@@ -88,12 +91,18 @@ var benchBody = []byte(`{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"rol
 func BenchmarkHotPath(b *testing.B) {
 	rig := newRig(b, fakeprovider.OK())
 	ctx := context.Background()
+	// The *http.Request is net/http's work, not the gateway's: built once.
+	hr := httptest.NewRequest("POST", "/v1/chat/completions", nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		p, err := rig.ver.Verify(ctx, rig.token)
 		if err != nil {
 			b.Fatal(err)
 		}
+		// As handleJSON: the user row is read alongside the parse, or (this
+		// small body) after it.
+		lctx, cancel := context.WithCancel(auth.WithPrincipal(ctx, p))
+		ld := rig.x.startLoad(lctx, int64(len(benchBody)))
 		req, err := parseChatRequest(benchBody)
 		if err != nil {
 			b.Fatal(err)
@@ -103,14 +112,16 @@ func BenchmarkHotPath(b *testing.B) {
 			b.Fatal(err)
 		}
 		req.UpstreamModel = up
-		c, err := rig.x.newCall(ctx, nil, httptest.NewRequest("POST", "/", nil), p, req, prov)
+		c, err := rig.x.newCall(lctx, nil, hr, p, req, prov, ld)
+		cancel()
 		if err != nil {
 			b.Fatal(err)
 		}
-		if plan := routing.Decide(c.in); plan.First != routing.RouteBYOK {
+		if plan := routing.Decide(c.in); plan.First != routing.RouteBYOK || len(c.cands) == 0 {
 			b.Fatal(plan)
 		}
-		plain, err := rig.x.Keys.Open(ctx, vault.Context{UserID: "alice", Provider: "openai", KeyID: c.key.KeyID}, c.key.Ciphertext)
+		k := &c.cands[0] // the key viaBYOK opens first
+		plain, err := rig.x.Keys.Open(ctx, keys.VaultContext(*k), k.Ciphertext)
 		if err != nil || len(plain) == 0 {
 			b.Fatal(err)
 		}

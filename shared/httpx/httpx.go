@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -58,10 +59,24 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+// requestLogger is the request-scoped logger, made on first use: most
+// requests log only their access line, which names the id itself.
+type requestLogger struct {
+	once sync.Once
+	base *slog.Logger
+	id   string
+	l    *slog.Logger
+}
+
+func (rl *requestLogger) get() *slog.Logger {
+	rl.once.Do(func() { rl.l = rl.base.With("request_id", rl.id) })
+	return rl.l
+}
+
 // Logger returns the request-scoped logger (with request_id), or def.
 func Logger(ctx context.Context, def *slog.Logger) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
-		return l
+	if rl, ok := ctx.Value(loggerKey).(*requestLogger); ok {
+		return rl.get()
 	}
 	return def
 }
@@ -69,7 +84,7 @@ func Logger(ctx context.Context, def *slog.Logger) *slog.Logger {
 // WithRequestID stores id and a logger carrying it in ctx.
 func WithRequestID(ctx context.Context, log *slog.Logger, id string) context.Context {
 	ctx = context.WithValue(ctx, requestIDKey, id)
-	return context.WithValue(ctx, loggerKey, log.With("request_id", id))
+	return context.WithValue(ctx, loggerKey, &requestLogger{base: log, id: id})
 }
 
 // NewID returns a random 128-bit hex id.
@@ -155,28 +170,34 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 		r = r.WithContext(ctx)
 		w.Header().Set(RequestIDHeader, id)
 		rec := &statusRecorder{ResponseWriter: w}
-		l := Logger(ctx, log)
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				l.Error("panic", "panic", slog.AnyValue(p).String())
+				Logger(ctx, log).Error("panic", "panic", slog.AnyValue(p).String())
 				if rec.status == 0 {
 					WriteError(rec, r, apperr.New(apperr.Internal, "internal error"))
 				}
 			}
-			status, attrs := rec.status, []any{}
-			if ClientGone(r) {
+			status, gone := rec.status, ClientGone(r)
+			if gone {
 				// Nothing (or only our reaction to the cancellation) was
 				// sent: the client left, which is not a failure of ours.
 				if status == 0 || status >= 500 {
 					status = StatusClientGone
 				}
-				attrs = append(attrs, "client_gone", true)
 			}
-			l.Info("request", append([]any{"method", r.Method, "path", r.URL.Path, "status", status,
-				"bytes", rec.bytes, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}, attrs...)...)
+			// LogAttrs: typed attributes, no []any boxing on every request.
+			// (request_id first, where the request's logger puts it.)
+			attrs := [7]slog.Attr{slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.Int("status", status), slog.Int64("bytes", rec.bytes),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000)}
+			n := 6
+			if gone {
+				attrs[n], n = slog.Bool("client_gone", true), n+1
+			}
+			log.LogAttrs(ctx, slog.LevelInfo, "request", attrs[:n]...)
 		}()
 		next.ServeHTTP(rec, r)
 	})
