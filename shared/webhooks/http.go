@@ -87,6 +87,16 @@ func owner(w http.ResponseWriter, r *http.Request) (string, auth.Principal, bool
 	return OrgOwner(org), p, true
 }
 
+// ownerAndID is owner and endpointID for the routes on one endpoint.
+func ownerAndID(w http.ResponseWriter, r *http.Request) (string, auth.Principal, string, bool) {
+	own, p, ok := owner(w, r)
+	if !ok {
+		return "", p, "", false
+	}
+	id, ok := endpointID(w, r)
+	return own, p, id, ok
+}
+
 // endpointID reads {id}, refusing what cannot be an id.
 func endpointID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
@@ -166,11 +176,7 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
-	own, _, ok := owner(w, r)
-	if !ok {
-		return
-	}
-	id, ok := endpointID(w, r)
+	own, _, id, ok := ownerAndID(w, r)
 	if !ok {
 		return
 	}
@@ -215,11 +221,7 @@ func (s *Service) Test(ctx context.Context, own, userID, id string) (Attempt, er
 }
 
 func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
-	own, p, ok := owner(w, r)
-	if !ok {
-		return
-	}
-	id, ok := endpointID(w, r)
+	own, p, id, ok := ownerAndID(w, r)
 	if !ok {
 		return
 	}
@@ -238,11 +240,7 @@ const (
 )
 
 func (s *Service) handleDeliveries(w http.ResponseWriter, r *http.Request) {
-	own, _, ok := owner(w, r)
-	if !ok {
-		return
-	}
-	id, ok := endpointID(w, r)
+	own, _, id, ok := ownerAndID(w, r)
 	if !ok {
 		return
 	}
@@ -303,11 +301,7 @@ func (s *Service) Update(ctx context.Context, own, id string, ch Change) (View, 
 }
 
 func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) {
-	own, _, ok := owner(w, r)
-	if !ok {
-		return
-	}
-	id, ok := endpointID(w, r)
+	own, _, id, ok := ownerAndID(w, r)
 	if !ok {
 		return
 	}
