@@ -25,10 +25,19 @@ func TestSettingsOrgWebhooks(t *testing.T) {
 	if n, mine := len(b.log.made("POST", "/v1/orgs/acme/webhooks")), len(b.log.made("POST", "/v1/webhooks")); n != 1 || mine != 0 {
 		t.Fatalf("POSTs to the org's webhooks %d, to the caller's own %d; want 1, 0", n, mine)
 	}
-	var list struct{ Webhooks []struct{ ID, URL string } }
+	var list struct {
+		Webhooks []struct {
+			ID, URL string
+			Events  []string
+		}
+	}
 	_ = json.Unmarshal(e.do("GET", "/v1/orgs/acme/webhooks", tok, nil).Body, &list)
 	if len(list.Webhooks) != 1 || list.Webhooks[0].URL != rc.srv.URL+"/org-hook" {
 		t.Fatalf("org's endpoints after adding on the page: %+v", list.Webhooks)
+	}
+	// Every event type is offered (and ticked by default), the disabled notice included.
+	if got := strings.Join(list.Webhooks[0].Events, ","); got != "byok.key_invalid,byok.key_valid,byok.fallback,byok.quota_warning,byok.webhook_disabled" {
+		t.Errorf("events registered from the page: %s", got)
 	}
 	id := list.Webhooks[0].ID
 

@@ -7,7 +7,7 @@ import { api, ApiError, seg } from './api.js';
 import { el, uid, fieldError, announce, confirmAction, busy } from './dom.js';
 import { fmtTime, fmtInt } from './format.js';
 
-export const EVENTS = ['byok.key_invalid', 'byok.key_valid', 'byok.fallback', 'byok.quota_warning'];
+export const EVENTS = ['byok.key_invalid', 'byok.key_valid', 'byok.fallback', 'byok.quota_warning', 'byok.webhook_disabled'];
 
 const listOf = (data, name) => (Array.isArray(data) ? data : (data && (data[name] || data.items || data.data)) || []);
 
