@@ -377,3 +377,19 @@ func TestValidationDetailHidesKeys(t *testing.T) {
 		}
 	}
 }
+
+// The credential pattern masks keys and bearer tokens, not ordinary words.
+func TestMaskCredentials(t *testing.T) {
+	for in, want := range map[string]string{
+		"a task-based, risk-free plan":              "a task-based, risk-free plan",
+		"use the Bearer scheme":                     "use the Bearer scheme",
+		"key sk-proj-ab12****wxyz was rejected":     "key [h] was rejected",
+		"Authorization: Bearer sk-abcdefghijklmnop": "Authorization: [h]",
+		"Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig":       "[h]",
+		"google AIzaSyA-1234567890 denied":          "google [h] denied",
+	} {
+		if got := provider.MaskCredentials(in, "[h]"); got != want {
+			t.Errorf("MaskCredentials(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

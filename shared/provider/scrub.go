@@ -4,7 +4,9 @@ import "regexp"
 
 // credentialLike matches text that looks like a provider credential: OpenAI
 // and Anthropic keys (masked ones too), Google keys, bearer tokens.
-var credentialLike = regexp.MustCompile(`(?i:bearer)\s+[^\s"',;()]+|sk-[A-Za-z0-9_\-*.]{4,}|AIza[0-9A-Za-z_\-]{4,}`)
+// Each starts at a word boundary and a bearer value must look like a token,
+// so ordinary words ("task-based", "the Bearer scheme") stay as they are.
+var credentialLike = regexp.MustCompile(`(?i:\bbearer)\s+[A-Za-z0-9._~+/=*\-]{12,}|\bsk-[A-Za-z0-9_\-*.]{4,}|\bAIza[0-9A-Za-z_\-]{4,}`)
 
 // MaskCredentials replaces everything in text that looks like a provider
 // credential by hint. Callers replace the keys they know first (exact

@@ -254,10 +254,10 @@ func clipDetail(d, key string) string {
 	if key != "" {
 		hint = Hint(key)
 	}
-	d = MaskCredentials(d, hint)
 	if key != "" {
-		d = strings.ReplaceAll(d, key, hint) // keys no pattern knows (Azure's, Cohere's)
+		d = strings.ReplaceAll(d, key, hint) // first: also keys no pattern knows (Azure's, Cohere's)
 	}
+	d = MaskCredentials(d, hint)
 	if len(d) > 500 {
 		d = d[:500] + "..."
 	}
