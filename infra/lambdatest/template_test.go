@@ -1157,6 +1157,15 @@ func TestLeastPrivilege(t *testing.T) {
 					t.Errorf("key policy statement %v lets %s decrypt beyond webhook secrets (Condition StringEquals kms:EncryptionContext:provider must be \"webhook\")", s["Sid"], p)
 				}
 			}
+			// The roles that open provider keys never open a webhook signing secret.
+			for _, fn := range []string{"ValidateFunction", "ChatFunction", logicalID(fnRevalidator)} {
+				if p == "!GetAtt "+roleOf[fn]+".Arn" && slices.Contains(cryptoActions, "kms:Decrypt") {
+					ne, _ := cond["StringNotEquals"].(map[string]any)
+					if fmt.Sprint(ne["kms:EncryptionContext:provider"]) != "webhook" {
+						t.Errorf("key policy statement %v lets %s open webhook signing secrets (want Condition StringNotEquals kms:EncryptionContext:provider \"webhook\")", s["Sid"], p)
+					}
+				}
+			}
 			users[p] = append(users[p], cryptoActions...)
 		}
 	}
