@@ -368,6 +368,9 @@ func (c *Consumer) disable(ctx context.Context, ep Endpoint, since, now time.Tim
 		return
 	}
 	if !ok {
+		// Not active any more, or its failure clock changed since it was
+		// read (the owner re-enabled it or gave it a new URL): not switched off.
+		c.Log.Info("webhook not switched off: changed meanwhile", "webhook_id", ep.ID)
 		return
 	}
 	host := ""
