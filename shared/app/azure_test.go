@@ -481,3 +481,72 @@ func TestValidationDetailStored(t *testing.T) {
 		t.Fatalf("stored detail %q", raw)
 	}
 }
+
+// PATCH changes an Azure key's api_version and deployments in place (they
+// are not secret); its endpoint is sealed with the key, so changing it is a
+// 400 that says to replace the key. Other providers have neither field.
+func TestAzurePatchDeployments(t *testing.T) {
+	e, ep := newAzureEnv(t, "127.0.0.1")
+	alice := e.token("alice", "")
+	k := azureKey(t)
+	e.fake.SetKey(k, fakeprovider.OK())
+	r := e.do("PUT", "/v1/keys/azure_openai", alice, map[string]any{"api_key": k, "endpoint": ep,
+		"deployments": map[string]string{"gpt-4o": "prod-4o"}})
+	wantStatus(t, r, 200, "")
+	var v struct {
+		Entries []struct {
+			KeyID string `json:"key_id"`
+		} `json:"entries"`
+	}
+	_ = json.Unmarshal(r.Body, &v)
+	if len(v.Entries) != 1 {
+		t.Fatalf("entries: %s", r.Body)
+	}
+	path := "/v1/keys/azure_openai/" + v.Entries[0].KeyID
+
+	r = e.do("PATCH", path, alice, map[string]any{"api_version": "2025-04-01-preview", "deployments": map[string]string{"gpt-4o": "prod-4o-v2", "emb": "emb-small"}})
+	wantStatus(t, r, 200, "")
+	if got := azureListed(t, e, alice); len(got) != 1 || got[0].APIVersion != "2025-04-01-preview" || got[0].Deployments["gpt-4o"] != "prod-4o-v2" ||
+		got[0].Deployments["emb"] != "emb-small" || got[0].Endpoint != ep {
+		t.Fatalf("after PATCH: %+v", got)
+	}
+	wantStatus(t, e.do("POST", "/v1/chat/completions", alice, map[string]any{"model": "azure/gpt-4o",
+		"messages": []map[string]string{{"role": "user", "content": "hi"}}}), 200, "")
+	if last := e.fake.LastRequest(); last.Path != "/openai/deployments/prod-4o-v2/chat/completions" || last.RawQuery != "api-version=2025-04-01-preview" {
+		t.Fatalf("upstream after PATCH: %s?%s", last.Path, last.RawQuery)
+	}
+
+	for name, body := range map[string]map[string]any{
+		"endpoint":          {"endpoint": "https://other.openai.azure.com"},
+		"bad api_version":   {"api_version": "latest"},
+		"bad deployment":    {"deployments": map[string]string{"gpt-4o": "a/b"}},
+		"deployments shape": {"deployments": "prod"},
+	} {
+		r := e.do("PATCH", path, alice, body)
+		if r.Status != 400 {
+			t.Errorf("%s: %d %s", name, r.Status, r.Body)
+		}
+	}
+	if r := e.do("PATCH", path, alice, map[string]any{"endpoint": "https://other.openai.azure.com"}); !strings.Contains(string(r.Body), "replace the key") {
+		t.Errorf("endpoint change: %s", r.Body)
+	}
+	if got := azureListed(t, e, alice); got[0].Deployments["gpt-4o"] != "prod-4o-v2" || got[0].APIVersion != "2025-04-01-preview" {
+		t.Fatalf("a refused PATCH changed the key: %+v", got)
+	}
+	// Removing every deployment: chat then names the deployment itself.
+	wantStatus(t, e.do("PATCH", path, alice, map[string]any{"deployments": map[string]string{}}), 200, "")
+	if got := azureListed(t, e, alice); len(got[0].Deployments) != 0 {
+		t.Fatalf("deployments not removed: %+v", got)
+	}
+
+	// Other providers have no api_version or deployments.
+	ok := "sk-" + randomHex(t, 24)
+	e.fake.SetKey(ok, fakeprovider.OK())
+	r = e.do("PUT", "/v1/keys/openai", alice, map[string]any{"api_key": ok})
+	wantStatus(t, r, 200, "")
+	_ = json.Unmarshal(r.Body, &v)
+	r = e.do("PATCH", "/v1/keys/openai/"+v.Entries[0].KeyID, alice, map[string]any{"deployments": map[string]string{"a": "b"}})
+	if r.Status != 400 || !strings.Contains(string(r.Body), "deployments") {
+		t.Errorf("deployments on an openai key: %d %s", r.Status, r.Body)
+	}
+}

@@ -93,21 +93,52 @@ func (s *Service) checkAzure(c AzureConfig) (AzureConfig, error) {
 	if azure.CheckAPIVersion(c.APIVersion) != nil {
 		return c, apperr.New(apperr.InvalidRequest, "field \"api_version\" must look like 2024-10-21 or 2025-04-01-preview")
 	}
-	if len(c.Deployments) > MaxDeployments {
-		return c, apperr.New(apperr.InvalidRequest, "field \"deployments\" may name at most %d deployments", MaxDeployments)
-	}
-	for model, d := range c.Deployments {
-		if err := CheckModels([]string{model}); err != nil || model[len(model)-1] == '*' {
-			return c, apperr.New(apperr.InvalidRequest, "field \"deployments\": model names are 1..%d printable characters without '*'", MaxModelLen)
-		}
-		if azure.CheckDeployment(d) != nil {
-			return c, apperr.New(apperr.InvalidRequest, "field \"deployments\": %q is not a deployment name (1..64 letters, digits, '-', '_' or '.')", clipName(d))
-		}
+	if err := checkDeployments(c.Deployments); err != nil {
+		return c, err
 	}
 	if len(c.Deployments) == 0 {
 		c.Deployments = nil
 	}
 	return c, nil
+}
+
+// checkDeployments checks a deployments map: at most MaxDeployments, model
+// names as in a model filter but without '*', Azure deployment names.
+func checkDeployments(ds map[string]string) error {
+	if len(ds) > MaxDeployments {
+		return apperr.New(apperr.InvalidRequest, "field \"deployments\" may name at most %d deployments", MaxDeployments)
+	}
+	for model, d := range ds {
+		if err := CheckModels([]string{model}); err != nil || model[len(model)-1] == '*' {
+			return apperr.New(apperr.InvalidRequest, "field \"deployments\": model names are 1..%d printable characters without '*'", MaxModelLen)
+		}
+		if azure.CheckDeployment(d) != nil {
+			return apperr.New(apperr.InvalidRequest, "field \"deployments\": %q is not a deployment name (1..64 letters, digits, '-', '_' or '.')", clipName(d))
+		}
+	}
+	return nil
+}
+
+// checkAzurePatch checks a PATCH's api_version and deployments: Azure keys
+// only, and the same rules as on save.
+func checkAzurePatch(p provider.Name, patch store.KeyPatch) error {
+	if patch.APIVersion == nil && patch.Deployments == nil {
+		return nil
+	}
+	if p != provider.AzureOpenAI {
+		f := "api_version"
+		if patch.Deployments != nil {
+			f = "deployments"
+		}
+		return apperr.New(apperr.InvalidRequest, "field %q is only for azure_openai keys", f)
+	}
+	if patch.APIVersion != nil && azure.CheckAPIVersion(*patch.APIVersion) != nil {
+		return apperr.New(apperr.InvalidRequest, "field \"api_version\" must look like 2024-10-21 or 2025-04-01-preview")
+	}
+	if patch.Deployments != nil {
+		return checkDeployments(*patch.Deployments)
+	}
+	return nil
 }
 
 // endpointWhy is the guard's reason without the sentinel's prefix.

@@ -208,6 +208,30 @@ type patchRequest struct {
 	Label    *string   `json:"label"`
 	Priority *int      `json:"priority"`
 	Models   *[]string `json:"models"`
+	// azure_openai only; the endpoint is sealed with the key and cannot
+	// change in place (docs/providers.md).
+	Endpoint    *string         `json:"endpoint"`
+	APIVersion  *string         `json:"api_version"`
+	Deployments json.RawMessage `json:"deployments"`
+}
+
+func (q patchRequest) patch() (store.KeyPatch, error) {
+	if q.Endpoint != nil {
+		return store.KeyPatch{}, apperr.New(apperr.InvalidRequest,
+			"field \"endpoint\" cannot be changed: it is sealed with the key; replace the key (PUT, or POST and then DELETE the old one)")
+	}
+	kp := store.KeyPatch{Label: q.Label, Priority: q.Priority, Models: q.Models, APIVersion: q.APIVersion}
+	if q.Deployments != nil {
+		d, err := ParseDeployments(q.Deployments)
+		if err != nil {
+			return store.KeyPatch{}, err
+		}
+		if d == nil {
+			d = map[string]string{} // present: remove every deployment
+		}
+		kp.Deployments = &d
+	}
+	return kp, nil
 }
 
 func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) {
@@ -216,12 +240,16 @@ func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req patchRequest
-	if err := httpx.DecodeJSON(w, r, maxKeyBody, &req); err != nil {
+	err := httpx.DecodeJSON(w, r, maxKeyBody, &req)
+	var kp store.KeyPatch
+	if err == nil {
+		kp, err = req.patch()
+	}
+	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	v, err := s.Patch(r.Context(), owner, p, r.PathValue("key_id"),
-		store.KeyPatch{Label: req.Label, Priority: req.Priority, Models: req.Models})
+	v, err := s.Patch(r.Context(), owner, p, r.PathValue("key_id"), kp)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return

@@ -385,8 +385,11 @@ func (s *Service) Add(ctx context.Context, caller string, owner store.Owner, p p
 
 // Patch changes the label, priority or model filter of one key.
 func (s *Service) Patch(ctx context.Context, owner store.Owner, p provider.Name, keyID string, patch store.KeyPatch) (View, error) {
-	if patch.Label == nil && patch.Priority == nil && patch.Models == nil {
-		return View{}, apperr.New(apperr.InvalidRequest, "nothing to change: send \"label\", \"priority\" or \"models\"")
+	if patch.Label == nil && patch.Priority == nil && patch.Models == nil && patch.APIVersion == nil && patch.Deployments == nil {
+		return View{}, apperr.New(apperr.InvalidRequest, "nothing to change: send \"label\", \"priority\" or \"models\" (and for azure_openai \"api_version\" or \"deployments\")")
+	}
+	if err := checkAzurePatch(p, patch); err != nil {
+		return View{}, err
 	}
 	if patch.Label != nil {
 		if err := CheckLabel(*patch.Label); err != nil {

@@ -647,6 +647,10 @@ type KeyPatch struct {
 	Label    *string
 	Priority *int
 	Models   *[]string
+	// APIVersion and Deployments: Azure keys only (an empty map removes
+	// every deployment).
+	APIVersion  *string
+	Deployments *map[string]string
 }
 
 // PatchKey changes k's label, priority or models, only if its row still
@@ -673,6 +677,22 @@ func (s *Store) PatchKey(ctx context.Context, k KeyRecord, p KeyPatch, now time.
 			}
 			set = append(set, "models = :models")
 			vals[":models"] = av
+		}
+	}
+	if p.APIVersion != nil {
+		set = append(set, "api_version = :apiv")
+		vals[":apiv"] = S(*p.APIVersion)
+	}
+	if p.Deployments != nil {
+		if len(*p.Deployments) == 0 {
+			remove = append(remove, "deployments")
+		} else {
+			av, err := attributevalue.Marshal(*p.Deployments)
+			if err != nil {
+				return KeyRecord{}, fmt.Errorf("encode deployments: %w", err)
+			}
+			set = append(set, "deployments = :deps")
+			vals[":deps"] = av
 		}
 	}
 	expr := "SET " + strings.Join(set, ", ")
