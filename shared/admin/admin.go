@@ -98,11 +98,7 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	set, err := s.UpdateSettings(r.Context(), patch)
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, set)
+	httpx.Respond(w, r, http.StatusOK, set, err)
 }
 
 // UserView is an account as admins see it.

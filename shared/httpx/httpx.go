@@ -291,6 +291,16 @@ func clientGoneNote(r *http.Request, err error) bool {
 }
 
 // WriteJSON writes v as JSON with status.
+// Respond writes err in the envelope when there is one, else v as JSON with
+// status: the last step of most handlers.
+func Respond(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	WriteJSON(w, status, v)
+}
+
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

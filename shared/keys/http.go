@@ -101,11 +101,7 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.ListKeys(r.Context(), pr.UserID, owner)
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.Respond(w, r, http.StatusOK, out, err)
 }
 
 type putRequest struct {
@@ -180,11 +176,7 @@ func (s *Service) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.Replace(r.Context(), pr.UserID, owner, p, n)
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, v)
+	httpx.Respond(w, r, http.StatusOK, v, err)
 }
 
 func (s *Service) handleAdd(w http.ResponseWriter, r *http.Request) {
@@ -197,11 +189,7 @@ func (s *Service) handleAdd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.Add(r.Context(), pr.UserID, owner, p, n)
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusCreated, v)
+	httpx.Respond(w, r, http.StatusCreated, v, err)
 }
 
 type patchRequest struct {
@@ -250,11 +238,7 @@ func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.Patch(r.Context(), owner, p, r.PathValue("key_id"), kp)
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, v)
+	httpx.Respond(w, r, http.StatusOK, v, err)
 }
 
 func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
@@ -275,11 +259,7 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.TestKeys(WithActor(r.Context(), pr.UserID), owner, p, r.PathValue("key_id"))
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, v)
+	httpx.Respond(w, r, http.StatusOK, v, err)
 }
 
 func (s *Service) handleGetOrgSettings(w http.ResponseWriter, r *http.Request) {
@@ -288,11 +268,7 @@ func (s *Service) handleGetOrgSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.OrgSettings(r.Context(), owner.Org)
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, v)
+	httpx.Respond(w, r, http.StatusOK, v, err)
 }
 
 type orgSettingsRequest struct {
@@ -311,9 +287,5 @@ func (s *Service) handlePutOrgSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.PutOrgSettings(r.Context(), owner.Org, store.OrgSettingsPatch{PersonalKeys: req.PersonalKeys, Email: req.Email})
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, v)
+	httpx.Respond(w, r, http.StatusOK, v, err)
 }

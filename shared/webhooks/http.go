@@ -226,11 +226,7 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.Test(r.Context(), own, p.UserID, id)
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, a)
+	httpx.Respond(w, r, http.StatusOK, a, err)
 }
 
 // Deliveries are bounded: the newest 50 by default, at most 100.
@@ -318,9 +314,5 @@ func (s *Service) handlePatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	v, err := s.Update(r.Context(), own, id, ch)
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, v)
+	httpx.Respond(w, r, http.StatusOK, v, err)
 }
