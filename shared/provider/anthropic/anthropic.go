@@ -39,12 +39,7 @@ func (Adapter) CheckFormat(key string) error {
 
 func (Adapter) PriceModel(model string) string { return model }
 
-func base(cred schema.Credential) string {
-	if cred.BaseURL == "" {
-		return DefaultBaseURL
-	}
-	return strings.TrimRight(cred.BaseURL, "/")
-}
+func base(cred schema.Credential) string { return schema.BaseURL(cred, DefaultBaseURL) }
 
 func authorize(req *http.Request, key string) {
 	req.Header.Set("x-api-key", key)
@@ -52,12 +47,7 @@ func authorize(req *http.Request, key string) {
 }
 
 func (Adapter) ValidationRequest(ctx context.Context, cred schema.Credential) (*http.Request, error) {
-	req, err := schema.NewGet(ctx, base(cred)+"/v1/models")
-	if err != nil {
-		return nil, err
-	}
-	authorize(req, cred.Key)
-	return req, nil
+	return schema.NewKeyedGet(ctx, base(cred)+"/v1/models", cred.Key, authorize)
 }
 
 func (a Adapter) ClassifyValidation(status int, h http.Header, body []byte) schema.Verdict {

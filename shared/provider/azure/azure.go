@@ -122,12 +122,7 @@ func (a Adapter) ValidationRequest(ctx context.Context, cred schema.Credential) 
 		if err != nil {
 			return nil, err
 		}
-		req, err := schema.NewGet(ctx, u)
-		if err != nil {
-			return nil, err
-		}
-		authorize(req, cred.Key)
-		return req, nil
+		return schema.NewKeyedGet(ctx, u, cred.Key, authorize)
 	}
 	names := make([]string, 0, len(cred.Deployments))
 	for _, d := range cred.Deployments {
@@ -141,14 +136,9 @@ func (a Adapter) ValidationRequest(ctx context.Context, cred schema.Credential) 
 	if err != nil {
 		return nil, err
 	}
-	req, err := schema.NewJSONRequest(ctx, u, map[string]any{
+	return schema.NewCall(ctx, u, map[string]any{
 		"messages": []map[string]string{{"role": "user", "content": "ping"}}, "max_tokens": 1,
-	})
-	if err != nil {
-		return nil, err
-	}
-	authorize(req, cred.Key)
-	return req, nil
+	}, false, cred.Key, authorize)
 }
 
 // ClassifyValidation: a missing deployment makes the saved configuration
@@ -218,15 +208,7 @@ func (a Adapter) ChatRequest(ctx context.Context, cred schema.Credential, req *s
 	if err != nil {
 		return nil, err
 	}
-	hr, err := schema.NewJSONRequest(ctx, u, body)
-	if err != nil {
-		return nil, err
-	}
-	if req.Stream {
-		hr.Header.Set("Accept", "text/event-stream")
-	}
-	authorize(hr, cred.Key)
-	return hr, nil
+	return schema.NewCall(ctx, u, body, req.Stream, cred.Key, authorize)
 }
 
 func (Adapter) DecodeChat(body []byte, req *schema.ChatRequest) (*schema.ChatResponse, error) {
@@ -252,12 +234,7 @@ func (a Adapter) EmbeddingsRequest(ctx context.Context, cred schema.Credential, 
 	if err != nil {
 		return nil, err
 	}
-	hr, err := schema.NewJSONRequest(ctx, u, embedBody{Input: req.Input, Dimensions: req.Dimensions, User: req.User})
-	if err != nil {
-		return nil, err
-	}
-	authorize(hr, cred.Key)
-	return hr, nil
+	return schema.NewCall(ctx, u, embedBody{Input: req.Input, Dimensions: req.Dimensions, User: req.User}, false, cred.Key, authorize)
 }
 
 func (Adapter) DecodeEmbeddings(body []byte, req *schema.EmbeddingRequest) (*schema.EmbeddingResponse, error) {

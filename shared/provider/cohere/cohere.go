@@ -40,12 +40,7 @@ func (Adapter) CheckFormat(key string) error {
 
 func (Adapter) PriceModel(model string) string { return model }
 
-func base(cred schema.Credential) string {
-	if cred.BaseURL == "" {
-		return DefaultBaseURL
-	}
-	return strings.TrimRight(cred.BaseURL, "/")
-}
+func base(cred schema.Credential) string { return schema.BaseURL(cred, DefaultBaseURL) }
 
 func authorize(req *http.Request, key string) {
 	req.Header.Set("Authorization", "Bearer "+key)
@@ -54,12 +49,7 @@ func authorize(req *http.Request, key string) {
 
 // ValidationRequest is POST /v1/check-api-key (https://docs.cohere.com/reference/check-api-key).
 func (Adapter) ValidationRequest(ctx context.Context, cred schema.Credential) (*http.Request, error) {
-	req, err := schema.NewJSONRequest(ctx, base(cred)+"/v1/check-api-key", struct{}{})
-	if err != nil {
-		return nil, err
-	}
-	authorize(req, cred.Key)
-	return req, nil
+	return schema.NewCall(ctx, base(cred)+"/v1/check-api-key", struct{}{}, false, cred.Key, authorize)
 }
 
 // ClassifyValidation: check-api-key may answer 200 {"valid": false}.
@@ -255,15 +245,7 @@ func (Adapter) ChatRequest(ctx context.Context, cred schema.Credential, req *sch
 	if err != nil {
 		return nil, err
 	}
-	hr, err := schema.NewJSONRequest(ctx, base(cred)+"/v2/chat", body)
-	if err != nil {
-		return nil, err
-	}
-	if req.Stream {
-		hr.Header.Set("Accept", "text/event-stream")
-	}
-	authorize(hr, cred.Key)
-	return hr, nil
+	return schema.NewCall(ctx, base(cred)+"/v2/chat", body, req.Stream, cred.Key, authorize)
 }
 
 // Answers.
@@ -468,12 +450,7 @@ func (Adapter) EmbeddingsRequest(ctx context.Context, cred schema.Credential, re
 	// OpenAI's embeddings have no input type; search_document is Cohere's
 	// choice for text that will be stored and searched.
 	body := embedRequest{Model: req.Model, Texts: req.Input, InputType: "search_document", EmbeddingTypes: []string{"float"}, OutputDimension: req.Dimensions}
-	hr, err := schema.NewJSONRequest(ctx, base(cred)+"/v2/embed", body)
-	if err != nil {
-		return nil, err
-	}
-	authorize(hr, cred.Key)
-	return hr, nil
+	return schema.NewCall(ctx, base(cred)+"/v2/embed", body, false, cred.Key, authorize)
 }
 
 func (Adapter) DecodeEmbeddings(body []byte, req *schema.EmbeddingRequest) (*schema.EmbeddingResponse, error) {

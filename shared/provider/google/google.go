@@ -42,12 +42,7 @@ func (Adapter) CheckFormat(key string) error {
 
 func (Adapter) PriceModel(model string) string { return strings.TrimPrefix(model, "models/") }
 
-func base(cred schema.Credential) string {
-	if cred.BaseURL == "" {
-		return DefaultBaseURL
-	}
-	return strings.TrimRight(cred.BaseURL, "/")
-}
+func base(cred schema.Credential) string { return schema.BaseURL(cred, DefaultBaseURL) }
 
 // modelPath checks a model name before it becomes a path segment.
 func modelPath(model string) (string, error) {
@@ -67,12 +62,7 @@ func modelPath(model string) (string, error) {
 func authorize(req *http.Request, key string) { req.Header.Set("x-goog-api-key", key) }
 
 func (Adapter) ValidationRequest(ctx context.Context, cred schema.Credential) (*http.Request, error) {
-	req, err := schema.NewGet(ctx, base(cred)+"/v1beta/models?pageSize=1")
-	if err != nil {
-		return nil, err
-	}
-	authorize(req, cred.Key)
-	return req, nil
+	return schema.NewKeyedGet(ctx, base(cred)+"/v1beta/models?pageSize=1", cred.Key, authorize)
 }
 
 func (a Adapter) ClassifyValidation(status int, h http.Header, body []byte) schema.Verdict {
@@ -432,13 +422,5 @@ func (Adapter) ChatRequest(ctx context.Context, cred schema.Credential, req *sch
 	if req.Stream {
 		u = base(cred) + "/v1beta/models/" + m + ":streamGenerateContent?alt=sse"
 	}
-	hr, err := schema.NewJSONRequest(ctx, u, body)
-	if err != nil {
-		return nil, err
-	}
-	if req.Stream {
-		hr.Header.Set("Accept", "text/event-stream")
-	}
-	authorize(hr, cred.Key)
-	return hr, nil
+	return schema.NewCall(ctx, u, body, req.Stream, cred.Key, authorize)
 }

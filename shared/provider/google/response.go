@@ -247,12 +247,7 @@ func (Adapter) EmbeddingsRequest(ctx context.Context, cred schema.Credential, re
 		}
 		body = b
 	}
-	hr, err := schema.NewJSONRequest(ctx, u, body)
-	if err != nil {
-		return nil, err
-	}
-	authorize(hr, cred.Key)
-	return hr, nil
+	return schema.NewCall(ctx, u, body, false, cred.Key, authorize)
 }
 
 // DecodeEmbeddings: Gemini reports no token count for embeddings, so usage

@@ -43,22 +43,12 @@ func alnum(s string) bool {
 
 func (Adapter) PriceModel(model string) string { return model }
 
-func base(cred schema.Credential) string {
-	if cred.BaseURL == "" {
-		return DefaultBaseURL
-	}
-	return strings.TrimRight(cred.BaseURL, "/")
-}
+func base(cred schema.Credential) string { return schema.BaseURL(cred, DefaultBaseURL) }
 
 func authorize(req *http.Request, key string) { req.Header.Set("Authorization", "Bearer "+key) }
 
 func (Adapter) ValidationRequest(ctx context.Context, cred schema.Credential) (*http.Request, error) {
-	req, err := schema.NewGet(ctx, base(cred)+"/models")
-	if err != nil {
-		return nil, err
-	}
-	authorize(req, cred.Key)
-	return req, nil
+	return schema.NewKeyedGet(ctx, base(cred)+"/models", cred.Key, authorize)
 }
 
 func (a Adapter) ClassifyValidation(status int, h http.Header, body []byte) schema.Verdict {
@@ -233,15 +223,7 @@ func (Adapter) ChatRequest(ctx context.Context, cred schema.Credential, req *sch
 	if err != nil {
 		return nil, err
 	}
-	hr, err := schema.NewJSONRequest(ctx, base(cred)+"/chat/completions", body)
-	if err != nil {
-		return nil, err
-	}
-	if req.Stream {
-		hr.Header.Set("Accept", "text/event-stream")
-	}
-	authorize(hr, cred.Key)
-	return hr, nil
+	return schema.NewCall(ctx, base(cred)+"/chat/completions", body, req.Stream, cred.Key, authorize)
 }
 
 // finish: Mistral's "model_length" (context window full) is OpenAI's length.
@@ -273,12 +255,7 @@ func (Adapter) EmbeddingsRequest(ctx context.Context, cred schema.Credential, re
 	if len(req.Input) == 0 {
 		return nil, schema.Unsupported(Name, "an empty input")
 	}
-	hr, err := schema.NewJSONRequest(ctx, base(cred)+"/embeddings", embedRequest{Model: req.Model, Input: req.Input, OutputDimension: req.Dimensions})
-	if err != nil {
-		return nil, err
-	}
-	authorize(hr, cred.Key)
-	return hr, nil
+	return schema.NewCall(ctx, base(cred)+"/embeddings", embedRequest{Model: req.Model, Input: req.Input, OutputDimension: req.Dimensions}, false, cred.Key, authorize)
 }
 
 func (Adapter) DecodeEmbeddings(body []byte, req *schema.EmbeddingRequest) (*schema.EmbeddingResponse, error) {

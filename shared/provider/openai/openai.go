@@ -34,22 +34,12 @@ func (Adapter) CheckFormat(key string) error {
 
 func (Adapter) PriceModel(model string) string { return model }
 
-func base(cred schema.Credential) string {
-	if cred.BaseURL == "" {
-		return DefaultBaseURL
-	}
-	return strings.TrimRight(cred.BaseURL, "/")
-}
+func base(cred schema.Credential) string { return schema.BaseURL(cred, DefaultBaseURL) }
 
 func authorize(req *http.Request, key string) { req.Header.Set("Authorization", "Bearer "+key) }
 
 func (Adapter) ValidationRequest(ctx context.Context, cred schema.Credential) (*http.Request, error) {
-	req, err := schema.NewGet(ctx, base(cred)+"/models")
-	if err != nil {
-		return nil, err
-	}
-	authorize(req, cred.Key)
-	return req, nil
+	return schema.NewKeyedGet(ctx, base(cred)+"/models", cred.Key, authorize)
 }
 
 // ClassifyValidation adds OpenAI's 429 billing_not_active to the shared vocabulary.
@@ -82,12 +72,7 @@ func (Adapter) ChatRequest(ctx context.Context, cred schema.Credential, req *sch
 			IncludeUsage bool `json:"include_usage"`
 		}{true}
 	}
-	hr, err := schema.NewJSONRequest(ctx, base(cred)+"/chat/completions", b)
-	if err != nil {
-		return nil, err
-	}
-	authorize(hr, cred.Key)
-	return hr, nil
+	return schema.NewCall(ctx, base(cred)+"/chat/completions", b, false, cred.Key, authorize)
 }
 
 func (Adapter) DecodeChat(body []byte, req *schema.ChatRequest) (*schema.ChatResponse, error) {
@@ -106,12 +91,7 @@ type embedBody struct {
 }
 
 func (Adapter) EmbeddingsRequest(ctx context.Context, cred schema.Credential, req *schema.EmbeddingRequest) (*http.Request, error) {
-	hr, err := schema.NewJSONRequest(ctx, base(cred)+"/embeddings", embedBody{req.Model, req.Input, req.Dimensions, req.User})
-	if err != nil {
-		return nil, err
-	}
-	authorize(hr, cred.Key)
-	return hr, nil
+	return schema.NewCall(ctx, base(cred)+"/embeddings", embedBody{req.Model, req.Input, req.Dimensions, req.User}, false, cred.Key, authorize)
 }
 
 func (Adapter) DecodeEmbeddings(body []byte, req *schema.EmbeddingRequest) (*schema.EmbeddingResponse, error) {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -162,6 +163,41 @@ func NewJSONRequest(ctx context.Context, url string, body any) (*http.Request, e
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	return req, nil
+}
+
+// BaseURL is cred's base URL without a trailing slash, or def when unset.
+func BaseURL(cred Credential, def string) string {
+	if cred.BaseURL == "" {
+		return def
+	}
+	return strings.TrimRight(cred.BaseURL, "/")
+}
+
+// Auth sets an adapter's credential headers on a request it built.
+type Auth func(req *http.Request, key string)
+
+// NewCall is NewJSONRequest for one upstream call: key set by auth, and
+// text/event-stream accepted when stream.
+func NewCall(ctx context.Context, url string, body any, stream bool, key string, auth Auth) (*http.Request, error) {
+	req, err := NewJSONRequest(ctx, url, body)
+	if err != nil {
+		return nil, err
+	}
+	if stream {
+		req.Header.Set("Accept", "text/event-stream")
+	}
+	auth(req, key)
+	return req, nil
+}
+
+// NewKeyedGet is NewGet with key set by auth.
+func NewKeyedGet(ctx context.Context, url, key string, auth Auth) (*http.Request, error) {
+	req, err := NewGet(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	auth(req, key)
 	return req, nil
 }
 
