@@ -324,19 +324,15 @@ func (c *call) viaCredits(ctx context.Context) (routing.Next, error) {
 	x := c.x
 	c.setRouteHeaders(routing.RouteCredits)
 	key := x.InternalKeys[c.prov]
-	if key == "" && c.prov == provider.AzureOpenAI {
-		// Azure deployments are the user's own resource: there is no
-		// platform Azure key, so this is the answer of every provider
-		// without one, in words that say what to do.
+	if key == "" {
+		// No platform key for this provider (never one for Azure OpenAI:
+		// deployments are the user's own resource): say what to do.
 		if c.fallback != "" {
 			return routing.Next{}, apperr.New(apperr.ServiceUnavailable,
-				"your azure_openai key failed (%s) and platform credits do not cover Azure OpenAI deployments; check the key under Settings → API Keys", c.fallback)
+				"your %s key failed (%s) and platform credits do not cover %s models; check the key under Settings → API Keys", c.prov, c.fallback, c.prov)
 		}
 		return routing.Next{}, apperr.New(apperr.ServiceUnavailable,
-			"Azure OpenAI deployments are served only with your own azure_openai key (platform credits do not cover them); save one under Settings → API Keys")
-	}
-	if key == "" {
-		return routing.Next{}, apperr.New(apperr.ServiceUnavailable, "platform credits are not available for %s models right now", c.prov)
+			"platform credits do not cover %s models here; they are served with your own %s key (Settings → API Keys)", c.prov, c.prov)
 	}
 	estIn, estOut := c.estimate()
 	reserved := x.Prices.Credits(c.req.UpstreamModel, estIn, estOut)
