@@ -30,6 +30,7 @@ import (
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/fakeprovider"
+	"github.com/synthstack/byok/shared/h1"
 	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/routing"
@@ -138,8 +139,8 @@ func newMemoryGateway(delay time.Duration) (*Gateway, error) {
 	fake := fakeprovider.New()
 	g := &Gateway{Storage: storageMemory, Key: benchUserKey, Fake: fake, close: []func(){fake.Close},
 		Wiring: "chat.Executor wired as in shared/chat/bench_test.go (in-memory user/settings store, no-op ledger, limiter and " +
-			"recorder, counting usage writer, local-key vault with unwrap cache) behind httpx.Middleware + auth middleware, " +
-			"served by httptest on loopback"}
+			"recorder, counting usage writer, local-key vault with unwrap cache, upstream calls through shared/h1 as in app.New) " +
+			"behind httpx.Middleware + auth middleware, served by httptest on loopback"}
 	if delay > 0 {
 		g.Storage, g.Latency = storageDelayed, memfakes.NewLatency(delay)
 		g.Wiring += fmt.Sprintf("; every storage call (user row read, settings read, usage write, ledger, limiter) "+
@@ -179,7 +180,7 @@ func newMemoryGateway(delay time.Duration) (*Gateway, error) {
 	x := &chat.Executor{
 		Users: ms, Settings: &chat.SettingsCache{Store: ms, TTL: time.Hour}, Keys: v, KeyRecorder: memfakes.Recorder{},
 		Ledger: memfakes.Ledger{Latency: g.Latency}, Limiter: memfakes.Limiter{Latency: g.Latency}, Usage: mu, Prices: credits.DefaultPrices(),
-		Circuit: chat.NewCircuit(time.Minute, nil), Events: events.Nop{}, HTTP: &http.Client{Transport: tr},
+		Circuit: chat.NewCircuit(time.Minute, nil), Events: events.Nop{}, HTTP: &http.Client{Transport: &h1.Transport{MaxIdleConnsPerHost: 512, Fallback: tr}},
 		Endpoints: provider.Endpoints{OpenAI: fake.OpenAIBaseURL(), Anthropic: fake.AnthropicBaseURL()},
 		Log:       log,
 	}
@@ -240,8 +241,8 @@ func (g *idleGate) wait() {
 }
 
 // newBareProxy is the floor of docs/api.md §14's proxy row: a plain
-// httputil.ReverseProxy to the fake, with a transport tuned like the
-// gateway's, flushing every write (as a streaming gateway must). It does
+// httputil.ReverseProxy to the fake, on net/http's own Transport (the
+// gateway's fallback transport, as app.New tunes it), flushing every write (as a streaming gateway must). It does
 // nothing else: no auth, no parse, no storage; the client's Authorization
 // (the provider key itself) goes through as it is.
 func newBareProxy(base string) (*httptest.Server, error) {

@@ -174,7 +174,7 @@ func proxyWiring(g *Gateway) string {
 		return ""
 	}
 	return " Proxy = the same direct request (the user's key) through a bare `httputil.ReverseProxy` " +
-		"(`Rewrite: SetURL(fake)`, `FlushInterval: -1`, a transport like the gateway's) served by httptest on loopback, " +
+		"(`Rewrite: SetURL(fake)`, `FlushInterval: -1`, net/http's Transport with 512 idle connections per host) served by httptest on loopback, " +
 		"measured in the same alternation: the floor of one more Go hop."
 }
 

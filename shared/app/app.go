@@ -29,6 +29,7 @@ import (
 	"github.com/synthstack/byok/shared/chat"
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
+	"github.com/synthstack/byok/shared/h1"
 	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/page"
@@ -199,7 +200,11 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 	upstream.MaxIdleConns, upstream.MaxIdleConnsPerHost = 256, 128
 	// Never follow a provider's redirect: Go keeps x-api-key on cross-host
 	// redirects and would send a key elsewhere.
-	upstreamClient := &http.Client{Transport: upstream, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// Provider calls carry their I/O on the request's own goroutine: fewer
+	// hand-offs on the answer's path (docs/performance.md).
+	direct := &h1.Transport{DialContext: upstream.DialContext, TLSClientConfig: upstream.TLSClientConfig,
+		Proxy: upstream.Proxy, MaxIdleConnsPerHost: upstream.MaxIdleConnsPerHost, Fallback: upstream}
+	upstreamClient := &http.Client{Transport: direct, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	// Azure endpoints are the user's: their calls go only through the guard
 	// (allowed suffixes, public addresses checked when dialling, no proxy,
 	// no redirects; docs/providers.md).

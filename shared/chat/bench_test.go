@@ -20,6 +20,7 @@ import (
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/fakeprovider"
+	"github.com/synthstack/byok/shared/h1"
 	"github.com/synthstack/byok/shared/httpx"
 	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/provider"
@@ -75,7 +76,7 @@ func newRig(b *testing.B, behavior fakeprovider.Behavior) *benchRig {
 	x := &Executor{
 		Users: ms, Settings: &SettingsCache{Store: ms, TTL: time.Hour}, Keys: v, KeyRecorder: memfakes.Recorder{},
 		Ledger: memfakes.Ledger{}, Limiter: memfakes.Limiter{}, Usage: mu, Prices: credits.DefaultPrices(),
-		Circuit: NewCircuit(time.Minute, nil), Events: events.Nop{}, HTTP: &http.Client{Transport: tr},
+		Circuit: NewCircuit(time.Minute, nil), Events: events.Nop{}, HTTP: &http.Client{Transport: &h1.Transport{MaxIdleConnsPerHost: 512, Fallback: tr}},
 		Endpoints: provider.Endpoints{OpenAI: fake.OpenAIBaseURL(), Anthropic: fake.AnthropicBaseURL()},
 		Log:       log,
 	}
@@ -181,6 +182,51 @@ func BenchmarkAddedLatency(b *testing.B) {
 	b.ReportMetric(us(percentile(vl, 0.5)), "via-p50-µs")
 	b.ReportMetric(us(percentile(vl, 0.5)-percentile(dl, 0.5)), "added-p50-µs")
 	b.ReportMetric(us(percentile(vl, 0.99)-percentile(dl, 0.99)), "added-p99-µs")
+}
+
+// BenchmarkUpstreamTransport compares the gateway's provider transport
+// (shared/h1, as app.New wires it) with net/http's own Transport: two
+// gateways on one fake, concurrency 1, alternating direct, via h1 and via
+// net/http, so both see the same moment of the machine
+// (docs/performance.md).
+func BenchmarkUpstreamTransport(b *testing.B) {
+	rig := newRig(b, fakeprovider.OK())
+	std := newRig(b, fakeprovider.OK())
+	std.x.Endpoints = rig.x.Endpoints // the same fake, which knows the same key
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 512
+	std.x.HTTP = &http.Client{Transport: tr}
+	gw, gwStd := httptest.NewServer(rig.handler), httptest.NewServer(std.handler)
+	defer gw.Close()
+	defer gwStd.Close()
+	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	direct := rig.fake.OpenAIBaseURL() + "/chat/completions"
+	via, viaStd := gw.URL+"/v1/chat/completions", gwStd.URL+"/v1/chat/completions"
+	for range 50 {
+		post(b, client, direct, rig.key, benchBody)
+		post(b, client, via, rig.token, benchBody)
+		post(b, client, viaStd, std.token, benchBody)
+	}
+	var dl, hl, sl []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		post(b, client, direct, rig.key, benchBody)
+		t1 := time.Now()
+		post(b, client, via, rig.token, benchBody)
+		t2 := time.Now()
+		post(b, client, viaStd, std.token, benchBody)
+		dl, hl, sl = append(dl, t1.Sub(t0)), append(hl, t2.Sub(t1)), append(sl, time.Since(t2))
+	}
+	b.StopTimer()
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+	for _, p := range []struct {
+		name string
+		q    float64
+	}{{"p50", 0.5}, {"p99", 0.99}} {
+		b.ReportMetric(us(percentile(hl, p.q)-percentile(dl, p.q)), "h1-added-"+p.name+"-µs")
+		b.ReportMetric(us(percentile(sl, p.q)-percentile(dl, p.q)), "nethttp-added-"+p.name+"-µs")
+	}
 }
 
 // streamTimes reads an SSE stream and returns time to first content chunk
