@@ -32,6 +32,7 @@ import (
 	"github.com/synthstack/byok/shared/fakeprovider"
 	"github.com/synthstack/byok/shared/h1"
 	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/jsondec"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/routing"
 	"github.com/synthstack/byok/shared/store"
@@ -181,6 +182,7 @@ func newMemoryGateway(delay time.Duration) (*Gateway, error) {
 		Users: ms, Settings: &chat.SettingsCache{Store: ms, TTL: time.Hour}, Keys: v, KeyRecorder: memfakes.Recorder{},
 		Ledger: memfakes.Ledger{Latency: g.Latency}, Limiter: memfakes.Limiter{Latency: g.Latency}, Usage: mu, Prices: credits.DefaultPrices(),
 		Circuit: chat.NewCircuit(time.Minute, nil), Events: events.Nop{}, HTTP: &http.Client{Transport: &h1.Transport{MaxIdleConnsPerHost: 512, Fallback: tr}},
+		Decoders:  &jsondec.Pool{},
 		Endpoints: provider.Endpoints{OpenAI: fake.OpenAIBaseURL(), Anthropic: fake.AnthropicBaseURL()},
 		Log:       log,
 	}

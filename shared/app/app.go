@@ -31,6 +31,7 @@ import (
 	"github.com/synthstack/byok/shared/events"
 	"github.com/synthstack/byok/shared/h1"
 	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/jsondec"
 	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/page"
 	"github.com/synthstack/byok/shared/provider"
@@ -237,6 +238,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 		Webhooks: newWebhookService(cfg, c, v, log),
 		Events:   pub,
 		Chat: &chat.Executor{
+			Decoders:            &jsondec.Pool{},
 			Users:               st,
 			Orgs:                st,
 			Settings:            &chat.SettingsCache{Store: st, DefaultMode: cfg.DefaultMode, TTL: cfg.SettingsTTL},

@@ -40,8 +40,10 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/jsondec"
 )
 
 // Limits and defaults.
@@ -181,6 +183,7 @@ type Verifier struct {
 	now              func() time.Time
 	stop             context.CancelFunc
 	macs             sync.Pool // HS256 hmac states keyed with secret, reused across requests
+	decoders         jsondec.Pool
 }
 
 // NewVerifier builds a Verifier from cfg. In JWKS mode it fetches the key set
@@ -349,7 +352,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if !ok1 || !ok2 || strings.Contains(s64, ".") {
 		return Principal{}, errMalformed
 	}
-	hdr, err := decodeHeader(h64)
+	hdr, err := decodeHeader(&v.decoders, h64)
 	if err != nil {
 		return Principal{}, errMalformed
 	}
@@ -364,7 +367,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		return Principal{}, err
 	}
 	var c tokenClaims
-	if err := decodeSegment(c64, c.fields()); err != nil {
+	if err := decodeSegment(&v.decoders, c64, c.fields()); err != nil {
 		return Principal{}, errMalformed
 	}
 	if err := v.checkClaims(&c); err != nil {
@@ -397,10 +400,10 @@ func (c *tokenClaims) fields() []field {
 
 // decodeHeader reads the JOSE header: alg and kid must be strings when
 // present (null counts as absent), crit is kept raw.
-func decodeHeader(seg string) (header, error) {
+func decodeHeader(p *jsondec.Pool, seg string) (header, error) {
 	var alg, kid json.RawMessage
 	var h header
-	if err := decodeSegment(seg, []field{{"alg", &alg}, {"kid", &kid}, {"crit", &h.Crit}}); err != nil {
+	if err := decodeSegment(p, seg, []field{{"alg", &alg}, {"kid", &kid}, {"crit", &h.Crit}}); err != nil {
 		return h, err
 	}
 	for _, f := range [...]struct {
@@ -424,7 +427,7 @@ func decodeHeader(seg string) (header, error) {
 // struct, which it replaced here for speed (docs/performance.md, row 1): the
 // exact name, else one equal under case folding; of repeated names the
 // last; invalid UTF-8 allowed; one object and nothing after it.
-func decodeSegment(seg string, fields []field) error {
+func decodeSegment(p *jsondec.Pool, seg string, fields []field) error {
 	raw, err := base64.RawURLEncoding.DecodeString(seg)
 	if err != nil {
 		return err
@@ -432,7 +435,8 @@ func decodeSegment(seg string, fields []field) error {
 	if len(raw) == 0 || raw[0] != '{' {
 		return errors.New("not a JSON object")
 	}
-	dec := jsontext.NewDecoder(bytes.NewBuffer(raw), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	dec := p.Get(raw, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	defer p.Release(dec)
 	if _, err := dec.ReadToken(); err != nil {
 		return err
 	}

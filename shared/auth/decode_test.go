@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/synthstack/byok/shared/jsondec"
 	"testing"
 )
 
@@ -30,12 +31,13 @@ func FuzzDecodeSegmentMatchesEncodingJSON(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	pool := &jsondec.Pool{} // reused across inputs, as the Verifier reuses it across tokens
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		seg := base64.RawURLEncoding.EncodeToString(raw)
 		var want tokenClaims
 		wantErr := len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &want) != nil
 		var got tokenClaims
-		gotErr := decodeSegment(seg, got.fields()) != nil
+		gotErr := decodeSegment(pool, seg, got.fields()) != nil
 		if gotErr != wantErr {
 			t.Fatalf("%q: error %v, encoding/json %v", raw, gotErr, wantErr)
 		}
@@ -50,7 +52,7 @@ func FuzzDecodeSegmentMatchesEncodingJSON(f *testing.F) {
 		}
 		var wh header
 		whErr := json.Unmarshal(raw, &wh) != nil
-		gh, ghErr := decodeHeader(seg)
+		gh, ghErr := decodeHeader(pool, seg)
 		if (ghErr != nil) != whErr {
 			t.Fatalf("%q: header error %v, encoding/json %v", raw, ghErr, whErr)
 		}

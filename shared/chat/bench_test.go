@@ -22,6 +22,7 @@ import (
 	"github.com/synthstack/byok/shared/fakeprovider"
 	"github.com/synthstack/byok/shared/h1"
 	"github.com/synthstack/byok/shared/httpx"
+	"github.com/synthstack/byok/shared/jsondec"
 	"github.com/synthstack/byok/shared/keys"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/routing"
@@ -77,6 +78,7 @@ func newRig(b *testing.B, behavior fakeprovider.Behavior) *benchRig {
 		Users: ms, Settings: &SettingsCache{Store: ms, TTL: time.Hour}, Keys: v, KeyRecorder: memfakes.Recorder{},
 		Ledger: memfakes.Ledger{}, Limiter: memfakes.Limiter{}, Usage: mu, Prices: credits.DefaultPrices(),
 		Circuit: NewCircuit(time.Minute, nil), Events: events.Nop{}, HTTP: &http.Client{Transport: &h1.Transport{MaxIdleConnsPerHost: 512, Fallback: tr}},
+		Decoders:  &jsondec.Pool{},
 		Endpoints: provider.Endpoints{OpenAI: fake.OpenAIBaseURL(), Anthropic: fake.AnthropicBaseURL()},
 		Log:       log,
 	}
@@ -104,7 +106,7 @@ func BenchmarkHotPath(b *testing.B) {
 		// small body) after it.
 		lctx, cancel := context.WithCancel(auth.WithPrincipal(ctx, p))
 		ld := rig.x.startLoad(lctx, int64(len(benchBody)))
-		req, err := parseChatRequest(benchBody)
+		req, err := parseChatRequest(rig.x.Decoders, benchBody)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"errors"
+	"github.com/synthstack/byok/shared/jsondec"
 	"io"
 	"math"
 	"strconv"
@@ -27,14 +28,16 @@ type jsonMember struct {
 	value []byte // raw JSON, a slice of the body it came from
 }
 
-// parseObject parses body as one JSON object. jsontext rejects duplicate
-// names at any depth and invalid UTF-8 by default.
-func parseObject(body []byte) (jsonObject, error) {
+// parseObject parses body as one JSON object, with a decoder from p.
+// jsontext rejects duplicate names at any depth and invalid UTF-8 by
+// default.
+func parseObject(p *jsondec.Pool, body []byte) (jsonObject, error) {
 	var o jsonObject
 	if len(bytes.TrimSpace(body)) == 0 {
 		return o, apperr.New(apperr.InvalidRequest, "request body is empty; a JSON object is required")
 	}
-	dec := jsontext.NewDecoder(bytes.NewBuffer(body))
+	dec := p.Get(body)
+	defer p.Release(dec)
 	if dec.PeekKind() != '{' {
 		if _, err := dec.ReadValue(); err != nil {
 			return o, jsonError(err)

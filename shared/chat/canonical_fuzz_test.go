@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"encoding/json"
+	"github.com/synthstack/byok/shared/jsondec"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -47,12 +48,12 @@ func FuzzCanonicalRequest(f *testing.F) {
 	f.Cleanup(fake.Close)
 	const key = "sk-proj-fuzzkey0123456789abcdef0123"
 	fake.SetKey(key, fakeprovider.Behavior{Chunks: 1})
-	x := &Executor{HTTP: fake.Client(), Prices: credits.DefaultPrices(),
+	x := &Executor{HTTP: fake.Client(), Decoders: &jsondec.Pool{}, Prices: credits.DefaultPrices(),
 		Endpoints: provider.Endpoints{OpenAI: fake.OpenAIBaseURL(), Anthropic: fake.AnthropicBaseURL()}}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, parse := range []func([]byte) (*apiRequest, error){parseChatRequest,
-			func(b []byte) (*apiRequest, error) { return parseMessagesRequest(b, http.Header{}) }} {
-			req, err := parse(body)
+		for _, parse := range []func(*jsondec.Pool, []byte) (*apiRequest, error){parseChatRequest,
+			func(p *jsondec.Pool, b []byte) (*apiRequest, error) { return parseMessagesRequest(p, b, http.Header{}) }} {
+			req, err := parse(x.Decoders, body)
 			if err != nil {
 				continue
 			}

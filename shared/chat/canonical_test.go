@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"github.com/synthstack/byok/shared/jsondec"
 	"strings"
 	"testing"
 
@@ -20,12 +21,13 @@ func TestDuplicateKeysRefused(t *testing.T) {
 		"nested opts":  {`{"model":"gpt-4o-mini","messages":[{}],"stream_options":{"include_usage":false,"include_usage":true}}`, "include_usage"},
 		"case variant": {`{"model":"gpt-4o-mini","max_tokens":10,"messages":[{}],"MAX_TOKENS":100000}`, "MAX_TOKENS"},
 	}
+	pool := &jsondec.Pool{} // shared by every case: a reused decoder must refuse as a fresh one
 	for name, c := range cases {
-		for i, parse := range []func([]byte) (*apiRequest, error){
+		for i, parse := range []func(*jsondec.Pool, []byte) (*apiRequest, error){
 			parseChatRequest, parseEmbeddingsRequest,
-			func(b []byte) (*apiRequest, error) { return parseMessagesRequest(b, nil) },
+			func(p *jsondec.Pool, b []byte) (*apiRequest, error) { return parseMessagesRequest(p, b, nil) },
 		} {
-			_, err := parse([]byte(c.body))
+			_, err := parse(pool, []byte(c.body))
 			if apperr.CodeOf(err) != apperr.InvalidRequest || !strings.Contains(err.Error(), `"`+c.name+`"`) {
 				t.Errorf("%s (parser %d): err %v; want invalid_request naming %q", name, i, err, c.name)
 			}
@@ -37,7 +39,7 @@ func TestDuplicateKeysRefused(t *testing.T) {
 // their raw values, names their order.
 func TestCanonicalBodyKeepsUnknownFields(t *testing.T) {
 	in := `{ "model" : "anthropic/claude-3-5-haiku-20241022", "max_tokens":10, "messages":[{"role":"user","content":"x\u00e9"}], "x_custom":{"deep":[1,2.50,{"k":"v"}]}, "top_k":5 }`
-	r, err := parseMessagesRequest([]byte(in), nil)
+	r, err := parseMessagesRequest(nil, []byte(in), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +52,11 @@ func TestCanonicalBodyKeepsUnknownFields(t *testing.T) {
 
 // n and best_of are read for the reservation.
 func TestChoicesParsed(t *testing.T) {
-	r, err := parseChatRequest([]byte(`{"model":"gpt-4o","messages":[{}],"n":50,"max_tokens":1000}`))
+	r, err := parseChatRequest(nil, []byte(`{"model":"gpt-4o","messages":[{}],"n":50,"max_tokens":1000}`))
 	if err != nil || r.Choices != 50 || r.MaxTokens != 1000 {
 		t.Fatalf("%+v %v", r, err)
 	}
-	if _, err := parseChatRequest([]byte(`{"model":"gpt-4o","messages":[{}],"n":"5"}`)); apperr.CodeOf(err) != apperr.InvalidRequest {
+	if _, err := parseChatRequest(nil, []byte(`{"model":"gpt-4o","messages":[{}],"n":"5"}`)); apperr.CodeOf(err) != apperr.InvalidRequest {
 		t.Fatalf("n string: %v", err)
 	}
 }

@@ -140,11 +140,11 @@ func TestParseChatRequest(t *testing.T) {
 		"max_tokens 1.5": `{"model":"gpt-4o","messages":[{}],"max_tokens":1.5}`,
 	}
 	for name, body := range bad {
-		if _, err := parseChatRequest([]byte(body)); apperr.CodeOf(err) != apperr.InvalidRequest {
+		if _, err := parseChatRequest(nil, []byte(body)); apperr.CodeOf(err) != apperr.InvalidRequest {
 			t.Errorf("%s: err %v, want invalid_request", name, err)
 		}
 	}
-	r, err := parseChatRequest([]byte(`{"model":"openai/gpt-4o","messages":[{"role":"user","content":"x"}],"stream":true,"max_completion_tokens":7,"x_unknown":{"a":1}}`))
+	r, err := parseChatRequest(nil, []byte(`{"model":"openai/gpt-4o","messages":[{"role":"user","content":"x"}],"stream":true,"max_completion_tokens":7,"x_unknown":{"a":1}}`))
 	if err != nil || !r.Stream || r.MaxTokens != 7 || r.IncludeUsage {
 		t.Fatalf("parse: %+v %v", r, err)
 	}

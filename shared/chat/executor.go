@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"github.com/synthstack/byok/shared/jsondec"
 	"log/slog"
 	"net/http"
 	"time"
@@ -110,8 +111,11 @@ type Executor struct {
 	DetachedTimeout time.Duration
 	// DefaultCopilotModel is used by /v1/copilot/chat when none is given.
 	DefaultCopilotModel string
-	Log                 *slog.Logger
-	Now                 func() time.Time
+	// Decoders lends the JSON decoders of the request parse (nil: a fresh
+	// one per parse, which allocates twice as much).
+	Decoders *jsondec.Pool
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
 func (x *Executor) now() time.Time {

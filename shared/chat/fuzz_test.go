@@ -25,7 +25,7 @@ func FuzzParseChatRequest(f *testing.F) {
 	f.Add([]byte(`{"model":1}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := parseChatRequest(b)
+		r, err := parseChatRequest(nil, b)
 		checkDecoder(t, r, err)
 		if err == nil {
 			_ = r.openAIBody()
@@ -37,7 +37,7 @@ func FuzzParseMessagesRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"claude-3-5-haiku-20241022","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`))
 	f.Add([]byte(`{"model":"x","max_tokens":1.5}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := parseMessagesRequest(b, http.Header{"Anthropic-Version": {"2023-06-01"}})
+		r, err := parseMessagesRequest(nil, b, http.Header{"Anthropic-Version": {"2023-06-01"}})
 		checkDecoder(t, r, err)
 	})
 }
@@ -46,7 +46,7 @@ func FuzzParseEmbeddingsRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"text-embedding-3-small","input":["a","b"]}`))
 	f.Add([]byte(`{"model":"text-embedding-3-small","input":""}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := parseEmbeddingsRequest(b)
+		r, err := parseEmbeddingsRequest(nil, b)
 		checkDecoder(t, r, err)
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/synthstack/byok/shared/jsondec"
 	"io"
 	"net/http"
 	"strconv"
@@ -72,7 +73,7 @@ func jsonContentType(r *http.Request) error {
 	return nil
 }
 
-func (x *Executor) handleJSON(w http.ResponseWriter, r *http.Request, op operation, parse func([]byte) (*apiRequest, error)) {
+func (x *Executor) handleJSON(w http.ResponseWriter, r *http.Request, op operation, parse func(*jsondec.Pool, []byte) (*apiRequest, error)) {
 	if err := jsonContentType(r); err != nil {
 		writeError(w, r, op, err)
 		return
@@ -88,7 +89,7 @@ func (x *Executor) handleJSON(w http.ResponseWriter, r *http.Request, op operati
 		writeError(w, r, op, err)
 		return
 	}
-	req, err := parse(body)
+	req, err := parse(x.Decoders, body)
 	if err != nil {
 		writeError(w, r, op, err)
 		return
@@ -101,7 +102,7 @@ func (x *Executor) handleChatCompletions(w http.ResponseWriter, r *http.Request)
 }
 
 func (x *Executor) handleMessages(w http.ResponseWriter, r *http.Request) {
-	x.handleJSON(w, r, opMessages, func(b []byte) (*apiRequest, error) { return parseMessagesRequest(b, r.Header) })
+	x.handleJSON(w, r, opMessages, func(p *jsondec.Pool, b []byte) (*apiRequest, error) { return parseMessagesRequest(p, b, r.Header) })
 }
 
 func (x *Executor) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
@@ -186,7 +187,7 @@ func (x *Executor) handleCopilot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, opChat, err)
 		return
 	}
-	cr, err := parseChatRequest(body)
+	cr, err := parseChatRequest(x.Decoders, body)
 	if err != nil {
 		writeError(w, r, opChat, err)
 		return

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"bytes"
+	"github.com/synthstack/byok/shared/jsondec"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -104,8 +105,8 @@ func choices(o jsonObject) (int64, error) {
 
 // parseChatRequest parses an OpenAI chat request once, with clear errors
 // for wrong JSON, duplicate keys and wrong types.
-func parseChatRequest(body []byte) (*apiRequest, error) {
-	o, err := parseObject(body)
+func parseChatRequest(p *jsondec.Pool, body []byte) (*apiRequest, error) {
+	o, err := parseObject(p, body)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +134,7 @@ func parseChatRequest(body []byte) (*apiRequest, error) {
 		return nil, err
 	}
 	if v, ok := o.get("stream_options"); ok && !isNull(v) {
-		so, err := parseObject(v)
+		so, err := parseObject(p, v)
 		if err != nil || v[0] != '{' {
 			return nil, apperr.New(apperr.InvalidRequest, "field \"stream_options\" must be an object")
 		}
@@ -145,8 +146,8 @@ func parseChatRequest(body []byte) (*apiRequest, error) {
 }
 
 // parseMessagesRequest parses an Anthropic Messages request once.
-func parseMessagesRequest(body []byte, h http.Header) (*apiRequest, error) {
-	o, err := parseObject(body)
+func parseMessagesRequest(p *jsondec.Pool, body []byte, h http.Header) (*apiRequest, error) {
+	o, err := parseObject(p, body)
 	if err != nil {
 		return nil, err
 	}
@@ -176,8 +177,8 @@ func parseMessagesRequest(body []byte, h http.Header) (*apiRequest, error) {
 }
 
 // parseEmbeddingsRequest parses an OpenAI embeddings request once.
-func parseEmbeddingsRequest(body []byte) (*apiRequest, error) {
-	o, err := parseObject(body)
+func parseEmbeddingsRequest(p *jsondec.Pool, body []byte) (*apiRequest, error) {
+	o, err := parseObject(p, body)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +340,7 @@ func (r *apiRequest) openAIBody() []byte {
 	if r.Op == opChat && r.Stream && !r.IncludeUsage {
 		so := jsonObject{}
 		if v, ok := r.obj.get("stream_options"); ok && !isNull(v) {
-			so, _ = parseObject(v) // checked when the request was parsed
+			so, _ = parseObject(nil, v) // checked when the request was parsed; a rare path
 		}
 		set = append(set, jsonMember{name: "stream_options", value: so.encode(jsonMember{name: "include_usage", value: jsonBool(true)})})
 	}
