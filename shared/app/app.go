@@ -203,7 +203,7 @@ func New(ctx context.Context, cfg Config, c Clients, log *slog.Logger) (*App, er
 	// redirects and would send a key elsewhere.
 	// Provider calls carry their I/O on the request's own goroutine: fewer
 	// hand-offs on the answer's path (docs/performance.md).
-	direct := &h1.Transport{DialContext: upstream.DialContext, TLSClientConfig: upstream.TLSClientConfig,
+	direct := &h1.Transport{DialContext: upstream.DialContext, TLSClientConfig: upstream.TLSClientConfig.Clone(),
 		Proxy: upstream.Proxy, MaxIdleConnsPerHost: upstream.MaxIdleConnsPerHost, Fallback: upstream}
 	upstreamClient := &http.Client{Transport: direct, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	// Azure endpoints are the user's: their calls go only through the guard

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -52,8 +53,18 @@ type Transport struct {
 	// http.DefaultTransport.
 	Fallback http.RoundTripper
 
-	mu   sync.Mutex
-	idle map[string][]*conn // per scheme://host:port, most recent last
+	mu       sync.Mutex
+	idle     map[string][]*conn // per scheme://host:port, most recent last
+	sessions tls.ClientSessionCache
+}
+
+func (t *Transport) sessionCache() tls.ClientSessionCache {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sessions == nil {
+		t.sessions = tls.NewLRUClientSessionCache(64)
+	}
+	return t.sessions
 }
 
 // RoundTrip sends req and reads the response head on the caller's
@@ -73,6 +84,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		c, err := t.get(req.Context(), key, req.URL)
 		if err != nil {
 			closeBody(req)
+			if cerr := req.Context().Err(); cerr != nil {
+				return nil, cerr
+			}
 			return nil, err
 		}
 		resp, err := t.exchange(c, req)
@@ -80,12 +94,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		// A kept connection the server closed while it sat idle fails
-		// before any byte of an answer. As net/http does, send once more on
-		// a new one if the request did not get out, or got out but may be
-		// repeated (GET and the like, or with an Idempotency-Key): a chat
-		// call that reached the provider may have been billed.
+		// before any byte of an answer. As net/http does, send once more
+		// (on another connection) if not one byte of the request got out,
+		// or if it may be repeated (GET and the like, or with an
+		// Idempotency-Key): a chat call that reached the provider, even in
+		// part, may have been billed.
 		var nr noResponse
-		if try == 0 && c.reused && errors.As(err, &nr) && (!nr.sent || replayable(req)) && req.Context().Err() == nil {
+		if try == 0 && c.reused && errors.As(err, &nr) && (nr.written == 0 || replayable(req)) && req.Context().Err() == nil {
 			if again, ok := rewound(req); ok {
 				req = again
 				continue
@@ -108,7 +123,7 @@ func (t *Transport) CloseIdleConnections() {
 	t.mu.Unlock()
 	for _, cs := range idle {
 		for _, c := range cs {
-			c.nc.Close()
+			c.close()
 		}
 	}
 	if ci, ok := t.fallback().(interface{ CloseIdleConnections() }); ok {
@@ -140,58 +155,97 @@ func (t *Transport) fallback() http.RoundTripper {
 	return http.DefaultTransport
 }
 
-// noResponse marks a failure before the first byte of the answer; sent
-// says whether the whole request had been written.
+// noResponse marks a failure before the first byte of the answer;
+// written is how many bytes of the request had reached the connection.
 type noResponse struct {
-	err  error
-	sent bool
+	err     error
+	written int64
 }
 
 func (e noResponse) Error() string { return e.err.Error() }
 func (e noResponse) Unwrap() error { return e.err }
 
+// Limits on an answer's head, as net/http's: its size, and how many
+// interim 1xx answers may come first.
+const (
+	maxHeadBytes   = 10 << 20
+	maxInterim     = 5
+	earlyReplyWait = 50 * time.Millisecond
+)
+
 // exchange writes req on c and reads the response head. On error c is
 // closed.
 func (t *Transport) exchange(c *conn, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { c.raw.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error) (*http.Response, error) {
 		stop()
-		c.nc.Close()
+		c.close()
 		return nil, err
 	}
+	c.out.n = 0
 	err := req.Write(c.bw)
 	if err == nil {
 		err = c.bw.Flush()
 	}
 	if err != nil {
-		return fail(noResponse{err: fmt.Errorf("h1: sending the request: %w", err)})
+		// A server may answer before it has read the whole request (a 413,
+		// a 401) and close: its answer is the one to return, not the write
+		// error. Give it a moment to be in the socket.
+		if c.out.n > 0 {
+			c.raw.SetReadDeadline(time.Now().Add(earlyReplyWait))
+			if resp, rerr := t.readHead(c, req); rerr == nil {
+				c.raw.SetReadDeadline(time.Time{})
+				if ctx.Err() == nil { // else the cancel's deadline may have been undone
+					return t.answer(c, req, resp, stop, false), nil
+				}
+			}
+		}
+		return fail(noResponse{err: fmt.Errorf("h1: sending the request: %w", err), written: c.out.n})
 	}
 	if _, err := c.br.Peek(1); err != nil {
-		return fail(noResponse{err: fmt.Errorf("h1: waiting for the response: %w", err), sent: true})
+		return fail(noResponse{err: fmt.Errorf("h1: waiting for the response: %w", err), written: c.out.n})
 	}
-	var resp *http.Response
-	for {
-		resp, err = http.ReadResponse(c.br, req)
+	resp, err := t.readHead(c, req)
+	if err != nil {
+		return fail(err)
+	}
+	return t.answer(c, req, resp, stop, !resp.Close && !req.Close && resp.ProtoAtLeast(1, 1)), nil
+}
+
+// readHead reads the answer's head, skipping interim 1xx answers (103
+// Early Hints, 100 Continue); 101 would switch protocols, which requests
+// here never ask for.
+func (t *Transport) readHead(c *conn, req *http.Request) (*http.Response, error) {
+	c.in.n = maxHeadBytes
+	defer func() { c.in.n = math.MaxInt64 }()
+	for range maxInterim + 1 {
+		resp, err := http.ReadResponse(c.br, req)
 		if err != nil {
-			return fail(fmt.Errorf("h1: reading the response: %w", err))
-		}
-		// Interim 1xx answers (103 Early Hints, 100 Continue) precede the
-		// real one; 101 would switch protocols, which requests here never ask.
-		if resp.StatusCode < 100 || resp.StatusCode >= 200 {
-			break
+			if c.in.n <= 0 {
+				return nil, fmt.Errorf("h1: the answer's head is larger than %d bytes", maxHeadBytes)
+			}
+			return nil, fmt.Errorf("h1: reading the response: %w", err)
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
-			return fail(errors.New("h1: unexpected 101 Switching Protocols"))
+			return nil, errors.New("h1: unexpected 101 Switching Protocols")
+		}
+		if resp.StatusCode < 100 || resp.StatusCode >= 200 {
+			return resp, nil
 		}
 	}
-	reuse := !resp.Close && !req.Close && resp.ProtoAtLeast(1, 1)
+	return nil, fmt.Errorf("h1: more than %d interim 1xx answers", maxInterim)
+}
+
+// answer hands resp to the caller with a body that gives c back at its
+// end (or at once when there is no body), if reuse.
+func (t *Transport) answer(c *conn, req *http.Request, resp *http.Response, stop func() bool, reuse bool) *http.Response {
 	if resp.Body == http.NoBody {
 		t.release(c, stop, reuse)
-		return resp, nil
+		return resp
 	}
-	resp.Body = &body{rc: resp.Body, t: t, c: c, stop: stop, reuse: reuse, ctx: ctx}
-	return resp, nil
+	resp.Body = &body{rc: resp.Body, t: t, c: c, stop: stop, reuse: reuse, ctx: req.Context()}
+	return resp
 }
 
 // release keeps c for reuse when its exchange ended cleanly, else closes it.
@@ -199,35 +253,51 @@ func (t *Transport) release(c *conn, stop func() bool, reuse bool) {
 	// stop reports false once the context's deadline trap has been set on
 	// the connection: it is then unusable.
 	if !stop() || !reuse || c.br.Buffered() > 0 {
-		c.nc.Close()
+		c.close()
 		return
 	}
 	max := t.MaxIdleConnsPerHost
 	if max <= 0 {
 		max = DefaultMaxIdleConnsPerHost
 	}
-	c.idleAt = time.Now()
-	c.reused = true
+	now := time.Now()
+	c.idleAt, c.reused = now, true
 	t.mu.Lock()
 	if t.idle == nil {
 		t.idle = make(map[string][]*conn)
 	}
+	// The oldest come first: drop those idle too long, so a burst's
+	// connections do not linger half-closed.
 	cs := t.idle[c.key]
-	if len(cs) >= max {
-		t.mu.Unlock()
-		c.nc.Close()
-		return
+	var expired []*conn
+	for len(cs) > 0 && now.Sub(cs[0].idleAt) >= t.idleTimeout() {
+		expired = append(expired, cs[0])
+		cs = cs[1:]
 	}
-	t.idle[c.key] = append(cs, c)
+	full := len(cs) >= max
+	if !full {
+		cs = append(cs, c)
+	}
+	t.idle[c.key] = cs
 	t.mu.Unlock()
+	for _, e := range expired {
+		e.close()
+	}
+	if full {
+		c.close()
+	}
+}
+
+func (t *Transport) idleTimeout() time.Duration {
+	if t.IdleConnTimeout > 0 {
+		return t.IdleConnTimeout
+	}
+	return DefaultIdleConnTimeout
 }
 
 // get returns a kept connection to key that still looks open, or dials one.
 func (t *Transport) get(ctx context.Context, key string, u *url.URL) (*conn, error) {
-	timeout := t.IdleConnTimeout
-	if timeout <= 0 {
-		timeout = DefaultIdleConnTimeout
-	}
+	timeout := t.idleTimeout()
 	for {
 		t.mu.Lock()
 		cs := t.idle[key]
@@ -242,7 +312,7 @@ func (t *Transport) get(ctx context.Context, key string, u *url.URL) (*conn, err
 		if time.Since(c.idleAt) < timeout && open(c.raw) {
 			return c, nil
 		}
-		c.nc.Close()
+		c.close()
 	}
 	return t.dial(ctx, key, u)
 }
@@ -268,6 +338,9 @@ func (t *Transport) dial(ctx context.Context, key string, u *url.URL) (*conn, er
 			cfg.ServerName = u.Hostname()
 		}
 		cfg.NextProtos = []string{"http/1.1"}
+		if cfg.ClientSessionCache == nil { // resume TLS sessions on new connections
+			cfg.ClientSessionCache = t.sessionCache()
+		}
 		hs := t.TLSHandshakeTimeout
 		if hs <= 0 {
 			hs = DefaultTLSHandshakeTimeout
@@ -278,21 +351,67 @@ func (t *Transport) dial(ctx context.Context, key string, u *url.URL) (*conn, er
 		cancel()
 		if err != nil {
 			raw.Close()
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				// Not the caller's deadline: say whose it was.
+				return nil, fmt.Errorf("h1: TLS handshake with %s took longer than %s", addr, hs)
+			}
 			return nil, err
 		}
 		nc = tc
 	}
-	return &conn{key: key, raw: raw, nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
+	c := &conn{key: key, raw: raw, nc: nc}
+	c.in = limitedReader{r: nc, n: math.MaxInt64}
+	c.out = countingWriter{w: nc}
+	c.br = bufio.NewReaderSize(&c.in, 4<<10)
+	c.bw = bufio.NewWriterSize(&c.out, 4<<10)
+	return c, nil
 }
 
 type conn struct {
 	key    string
 	raw    net.Conn // the TCP connection, under TLS for https
 	nc     net.Conn
+	in     limitedReader  // under br: bounds an answer's head
+	out    countingWriter // under bw: what of a request got out
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	reused bool
 	idleAt time.Time
+}
+
+// close closes the TCP connection itself: closing a TLS connection first
+// writes a close_notify, which waits up to 5 s for a peer that is not
+// reading.
+func (c *conn) close() { c.raw.Close() }
+
+// limitedReader reads from r until n bytes have been read.
+type limitedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errors.New("h1: read limit reached")
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// countingWriter counts what reaches w.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.w.Write(p)
+	cw.n += int64(n)
+	return n, err
 }
 
 // body is a response body on a kept connection: read to its end it gives
@@ -359,7 +478,7 @@ func (b *body) end(ok bool, err error) {
 		return
 	}
 	b.stop()
-	b.c.nc.Close()
+	b.c.close()
 }
 
 func hostPort(u *url.URL) string {

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -112,12 +113,27 @@ func TestChunkedAndEmptyBodiesKeepTheConnection(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	ts, opened := countingServer(t, echo(), true)
+	var opened atomic.Int32
+	ts := httptest.NewUnstartedServer(echo())
+	ts.EnableHTTP2 = true // offered: the transport must still speak HTTP/1.1
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
 	tr := &Transport{TLSClientConfig: ts.Client().Transport.(*http.Transport).TLSClientConfig}
 	c := &http.Client{Transport: tr}
 	for range 3 {
-		if code, got := call(t, c, "POST", ts.URL+"/s", "hi"); code != 200 || got != "POST /s hi" {
-			t.Fatalf("got %d %q", code, got)
+		resp, err := c.Post(ts.URL+"/s", "text/plain", strings.NewReader("hi"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "POST /s hi" || resp.Proto != "HTTP/1.1" {
+			t.Fatalf("got %d %q over %s", resp.StatusCode, b, resp.Proto)
 		}
 	}
 	if n := opened.Load(); n != 1 {
@@ -525,8 +541,15 @@ func TestCloseDuringABlockedReadSparesTheNextUser(t *testing.T) {
 	// A Close from another goroutine unblocks a Read at once; and a Close
 	// that comes after the body was read to its end (its connection back
 	// in the pool, maybe in use again) does not touch the connection.
-	release := make(chan struct{})
+	release, gate := make(chan struct{}), make(chan struct{})
 	ts, opened := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/gated" {
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			<-gate
+			io.WriteString(w, "later")
+			return
+		}
 		if r.URL.Path == "/slow" {
 			io.WriteString(w, "a")
 			w.(http.Flusher).Flush()
@@ -559,16 +582,169 @@ func TestCloseDuringABlockedReadSparesTheNextUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.ReadAll(first.Body) // the connection goes back to the pool
-	second, err := c.Get(ts.URL + "/quick")
+	second, err := c.Get(ts.URL + "/gated")
 	if err != nil {
 		t.Fatal(err)
 	}
 	first.Body.Close() // late: must not close the connection second is using
-	if b, err := io.ReadAll(second.Body); err != nil || string(b) != "quick" {
+	close(gate)        // second's body is sent only now
+	if b, err := io.ReadAll(second.Body); err != nil || string(b) != "later" {
 		t.Fatalf("the next user's answer: %q, %v", b, err)
 	}
 	second.Body.Close()
 	if n := opened.Load(); n != 2 {
-		t.Fatalf("%d connections, want 2 (the closed stream's, then one kept for both quick calls)", n)
+		t.Fatalf("%d connections, want 2 (the closed stream's, then one kept for both later calls)", n)
+	}
+}
+
+// partialWrites writes only part of the first n-th write on the first
+// connection, then fails: a request cut off on its way out.
+type partialWrites struct {
+	net.Conn
+	calls *atomic.Int32
+}
+
+func (p partialWrites) Write(b []byte) (int, error) {
+	if p.calls.Add(1) == 2 {
+		n, _ := p.Conn.Write(b[:len(b)/2])
+		return n, errors.New("connection reset (test)")
+	}
+	return p.Conn.Write(b)
+}
+
+func TestAPostCutOffOnItsWayOutIsNotSentAgain(t *testing.T) {
+	// Half of the request reached the provider: it may act on it, so the
+	// request is not sent again.
+	ts, opened := countingServer(t, echo(), false)
+	var dials atomic.Int32
+	tr := &Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil || dials.Add(1) > 1 {
+			return c, err
+		}
+		return partialWrites{Conn: c, calls: &atomic.Int32{}}, nil
+	}}
+	c := &http.Client{Transport: tr}
+	call(t, c, "POST", ts.URL+"/a", "one")
+	req, _ := http.NewRequest("POST", ts.URL+"/b", strings.NewReader(strings.Repeat("x", 1000)))
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("a POST cut off on its way out came back answered (sent again?)")
+	}
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d dials, want 1: the cut-off POST was sent again", n)
+	}
+	_ = opened
+}
+
+func TestAnAnswerBeforeTheWholeBodyIsReturned(t *testing.T) {
+	// The server refuses a large upload after its headers and closes
+	// without reading it: the caller gets the 413, not a write error.
+	u, _ := rawServer(t, func(_ int, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!")
+		time.Sleep(20 * time.Millisecond)
+	})
+	req, _ := http.NewRequest("POST", u, bytes.NewReader(make([]byte, 32<<20)))
+	resp, err := (&http.Client{Transport: &Transport{}}).Do(req)
+	if err != nil {
+		t.Fatalf("got %v, want the server's 413", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || string(b) != "too big!" {
+		t.Fatalf("got %d %q", resp.StatusCode, b)
+	}
+}
+
+func TestAnswersThatEndTheConnection(t *testing.T) {
+	// An HTTP/1.0 answer and one followed by stray bytes are returned,
+	// but their connections are not kept.
+	for _, tc := range []struct{ name, answer string }{
+		{"HTTP/1.0", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+		{"stray bytes", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, accepted := rawServer(t, func(_ int, c net.Conn) {
+				br := bufio.NewReader(c)
+				for {
+					if _, err := readRequest(br); err != nil {
+						return
+					}
+					io.WriteString(c, tc.answer)
+				}
+			})
+			c := &http.Client{Transport: &Transport{}}
+			for range 2 {
+				if code, got := call(t, c, "GET", u, ""); code != 200 || got != "ok" {
+					t.Fatalf("got %d %q", code, got)
+				}
+			}
+			if n := accepted.Load(); n != 2 {
+				t.Fatalf("%d connections, want 2 (none kept)", n)
+			}
+		})
+	}
+}
+
+func TestHeadAndTrailers(t *testing.T) {
+	ts, opened := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		io.WriteString(w, "body")
+		w.Header().Set("X-Sum", "42")
+	}), false)
+	c := &http.Client{Transport: &Transport{}}
+	for range 2 {
+		resp, err := c.Head(ts.URL)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("HEAD: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		resp, err = c.Get(ts.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "body" || resp.Trailer.Get("X-Sum") != "42" {
+			t.Fatalf("GET: %q, trailer %q", b, resp.Trailer.Get("X-Sum"))
+		}
+	}
+	if n := opened.Load(); n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
+}
+
+func TestAHugeHeadIsRefused(t *testing.T) {
+	u, _ := rawServer(t, func(_ int, c net.Conn) {
+		if _, err := readRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: ")
+		chunk := strings.Repeat("a", 64<<10)
+		for range (maxHeadBytes / len(chunk)) + 2 {
+			if _, err := io.WriteString(c, chunk); err != nil {
+				return
+			}
+		}
+	})
+	_, err := (&http.Client{Transport: &Transport{}}).Get(u)
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("got %v, want the head refused as too large", err)
+	}
+}
+
+func TestIdleConnectionsExpire(t *testing.T) {
+	ts, opened := countingServer(t, echo(), false)
+	tr := &Transport{IdleConnTimeout: 30 * time.Millisecond}
+	c := &http.Client{Transport: tr}
+	call(t, c, "GET", ts.URL, "")
+	time.Sleep(60 * time.Millisecond)
+	call(t, c, "GET", ts.URL, "")
+	if n := opened.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2 (the first expired while idle)", n)
 	}
 }

@@ -15,8 +15,9 @@ import (
 // lends fresh decoders.
 type Pool struct{ p sync.Pool }
 
-// Decoder reads one in-memory document. Values it returns alias that
-// document, never the decoder, so they stay valid after Release.
+// Decoder reads one in-memory document. Raw values (ReadValue) alias that
+// document, so they stay valid after Release; tokens (ReadToken) may point
+// into the decoder: use them before the next read.
 type Decoder struct {
 	jsontext.Decoder
 	in bytes.Buffer
