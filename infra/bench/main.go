@@ -155,6 +155,13 @@ func run() int {
 			"throughput suffer first; treat a miss as a reason to re-run on a quieter machine before believing it.", machine.LoadStart, machine.CPUs)
 	}
 
+	if cal, err := calibrate(); err != nil {
+		machine.Floor = "not measured: " + err.Error()
+	} else {
+		machine.Floor = cal.String()
+	}
+	b.logf("floor: %s", machine.Floor)
+
 	// The emulator for row 5 and the moto-storage row 2.
 	if want("5", "2", "10") {
 		if m, err := startMoto(); err != nil {
@@ -312,6 +319,7 @@ type Machine struct {
 	Kernel    string
 	Date      time.Time
 	LoadStart string // /proc/loadavg 1-minute figure at start
+	Floor     string // the calibration (calibrate.go), or why it failed
 }
 
 func loadAvg() string {

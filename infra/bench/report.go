@@ -28,6 +28,8 @@ func (b *Bench) render(m Machine, total time.Duration) string {
 	fmt.Fprintf(&sb, "**Other load:** the 1-minute load average was %s when the run started, before it started anything "+
 		"(and %s at the end, including its own work). Other processes on the machine during the run compete with it for "+
 		"the CPUs and inflate the tail (p99) figures.\n\n", m.LoadStart, loadAvg())
+	fmt.Fprintf(&sb, "**This machine's floor:** %s. Every added-latency figure below contains at least one more such "+
+		"round trip (the extra hop), and rows 3 and 9 pay the wake-up after idle once per wait.\n\n", m.Floor)
 	var missed, unmeasured []string
 	for _, r := range b.rows {
 		switch r.Verdict {
