@@ -163,27 +163,13 @@ func BenchmarkAddedLatency(b *testing.B) {
 	gw := httptest.NewServer(rig.handler)
 	defer gw.Close()
 	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	direct := rig.fake.OpenAIBaseURL() + "/chat/completions"
-	via := gw.URL + "/v1/chat/completions"
-	for range 50 { // warm connections and caches
-		post(b, client, direct, rig.key, benchBody)
-		post(b, client, via, rig.token, benchBody)
-	}
-	var dl, vl []time.Duration
-	b.ResetTimer()
-	for b.Loop() {
-		t0 := time.Now()
-		post(b, client, direct, rig.key, benchBody)
-		t1 := time.Now()
-		post(b, client, via, rig.token, benchBody)
-		dl, vl = append(dl, t1.Sub(t0)), append(vl, time.Since(t1))
-	}
-	b.StopTimer()
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
-	b.ReportMetric(us(percentile(dl, 0.5)), "direct-p50-µs")
-	b.ReportMetric(us(percentile(vl, 0.5)), "via-p50-µs")
-	b.ReportMetric(us(percentile(vl, 0.5)-percentile(dl, 0.5)), "added-p50-µs")
-	b.ReportMetric(us(percentile(vl, 0.99)-percentile(dl, 0.99)), "added-p99-µs")
+	lat := alternate(b, client, target{rig.fake.OpenAIBaseURL() + "/chat/completions", rig.key},
+		target{gw.URL + "/v1/chat/completions", rig.token})
+	dl, vl := lat[0], lat[1]
+	b.ReportMetric(usOf(percentile(dl, 0.5)), "direct-p50-µs")
+	b.ReportMetric(usOf(percentile(vl, 0.5)), "via-p50-µs")
+	b.ReportMetric(usOf(percentile(vl, 0.5)-percentile(dl, 0.5)), "added-p50-µs")
+	b.ReportMetric(usOf(percentile(vl, 0.99)-percentile(dl, 0.99)), "added-p99-µs")
 }
 
 // BenchmarkUpstreamTransport compares the gateway's provider transport
@@ -202,34 +188,42 @@ func BenchmarkUpstreamTransport(b *testing.B) {
 	defer gw.Close()
 	defer gwStd.Close()
 	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	direct := rig.fake.OpenAIBaseURL() + "/chat/completions"
-	via, viaStd := gw.URL+"/v1/chat/completions", gwStd.URL+"/v1/chat/completions"
-	for range 50 {
-		post(b, client, direct, rig.key, benchBody)
-		post(b, client, via, rig.token, benchBody)
-		post(b, client, viaStd, std.token, benchBody)
-	}
-	var dl, hl, sl []time.Duration
-	b.ResetTimer()
-	for b.Loop() {
-		t0 := time.Now()
-		post(b, client, direct, rig.key, benchBody)
-		t1 := time.Now()
-		post(b, client, via, rig.token, benchBody)
-		t2 := time.Now()
-		post(b, client, viaStd, std.token, benchBody)
-		dl, hl, sl = append(dl, t1.Sub(t0)), append(hl, t2.Sub(t1)), append(sl, time.Since(t2))
-	}
-	b.StopTimer()
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+	lat := alternate(b, client, target{rig.fake.OpenAIBaseURL() + "/chat/completions", rig.key},
+		target{gw.URL + "/v1/chat/completions", rig.token}, target{gwStd.URL + "/v1/chat/completions", std.token})
 	for _, p := range []struct {
 		name string
 		q    float64
 	}{{"p50", 0.5}, {"p99", 0.99}} {
-		b.ReportMetric(us(percentile(hl, p.q)-percentile(dl, p.q)), "h1-added-"+p.name+"-µs")
-		b.ReportMetric(us(percentile(sl, p.q)-percentile(dl, p.q)), "nethttp-added-"+p.name+"-µs")
+		b.ReportMetric(usOf(percentile(lat[1], p.q)-percentile(lat[0], p.q)), "h1-added-"+p.name+"-µs")
+		b.ReportMetric(usOf(percentile(lat[2], p.q)-percentile(lat[0], p.q)), "nethttp-added-"+p.name+"-µs")
 	}
 }
+
+// target is one way to send the benchmark request: its URL and credential.
+type target struct{ url, auth string }
+
+// alternate warms every target up, then times one request to each in turn
+// per iteration, so that all see the same moments of the machine.
+func alternate(b *testing.B, c *http.Client, ts ...target) [][]time.Duration {
+	for range 50 {
+		for _, t := range ts {
+			post(b, c, t.url, t.auth, benchBody)
+		}
+	}
+	lat := make([][]time.Duration, len(ts))
+	b.ResetTimer()
+	for b.Loop() {
+		for i, t := range ts {
+			t0 := time.Now()
+			post(b, c, t.url, t.auth, benchBody)
+			lat[i] = append(lat[i], time.Since(t0))
+		}
+	}
+	b.StopTimer()
+	return lat
+}
+
+func usOf(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 
 // streamTimes reads an SSE stream and returns time to first content chunk
 // and the gaps between content chunks.
@@ -284,11 +278,10 @@ func BenchmarkStreaming(b *testing.B) {
 		t, g = streamTimes(b, client, via, rig.token, body)
 		vT, vG = append(vT, t), append(vG, g...)
 	}
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
-	b.ReportMetric(us(percentile(vT, 0.99)-percentile(dT, 0.99)), "added-ttft-p99-µs")
-	b.ReportMetric(us(percentile(vT, 0.5)-percentile(dT, 0.5)), "added-ttft-p50-µs")
-	b.ReportMetric(us(percentile(vG, 0.99)-percentile(dG, 0.99)), "added-gap-p99-µs")
-	b.ReportMetric(us(percentile(vG, 0.5)-percentile(dG, 0.5)), "added-gap-p50-µs")
+	b.ReportMetric(usOf(percentile(vT, 0.99)-percentile(dT, 0.99)), "added-ttft-p99-µs")
+	b.ReportMetric(usOf(percentile(vT, 0.5)-percentile(dT, 0.5)), "added-ttft-p50-µs")
+	b.ReportMetric(usOf(percentile(vG, 0.99)-percentile(dG, 0.99)), "added-gap-p99-µs")
+	b.ReportMetric(usOf(percentile(vG, 0.5)-percentile(dG, 0.5)), "added-gap-p50-µs")
 }
 
 // BenchmarkThroughput: docs/api.md §14 row 4 — requests per second with a 20 ms
