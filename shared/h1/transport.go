@@ -81,7 +81,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	key := req.URL.Scheme + "://" + hostPort(req.URL)
 	for try := 0; ; try++ {
-		c, err := t.get(req.Context(), key, req.URL)
+		c, err := t.get(req.Context(), key, req.URL, try == 0) // a resend goes on a new connection
 		if err != nil {
 			closeBody(req)
 			if cerr := req.Context().Err(); cerr != nil {
@@ -155,6 +155,19 @@ func (t *Transport) fallback() http.RoundTripper {
 	return http.DefaultTransport
 }
 
+// handshakeTimeout is a TLS handshake that outlasted TLSHandshakeTimeout;
+// a net.Error that reports a timeout, as net/http's.
+type handshakeTimeout struct {
+	addr  string
+	after time.Duration
+}
+
+func (e handshakeTimeout) Error() string {
+	return fmt.Sprintf("h1: TLS handshake with %s took longer than %s", e.addr, e.after)
+}
+func (handshakeTimeout) Timeout() bool   { return true }
+func (handshakeTimeout) Temporary() bool { return true }
+
 // noResponse marks a failure before the first byte of the answer;
 // written is how many bytes of the request had reached the connection.
 type noResponse struct {
@@ -192,7 +205,7 @@ func (t *Transport) exchange(c *conn, req *http.Request) (*http.Response, error)
 		// A server may answer before it has read the whole request (a 413,
 		// a 401) and close: its answer is the one to return, not the write
 		// error. Give it a moment to be in the socket.
-		if c.out.n > 0 {
+		if c.out.n > 0 && ctx.Err() == nil { // a cancel's deadline broke the write: nothing to wait for
 			c.raw.SetReadDeadline(time.Now().Add(earlyReplyWait))
 			if resp, rerr := t.readHead(c, req); rerr == nil {
 				c.raw.SetReadDeadline(time.Time{})
@@ -266,12 +279,14 @@ func (t *Transport) release(c *conn, stop func() bool, reuse bool) {
 	if t.idle == nil {
 		t.idle = make(map[string][]*conn)
 	}
-	// The oldest come first: drop those idle too long, so a burst's
-	// connections do not linger half-closed.
+	// The oldest come first: when one is given back, drop those idle too
+	// long, so a burst's connections do not linger half-closed while the
+	// host is still in use (CloseIdleConnections drops the rest).
 	cs := t.idle[c.key]
 	var expired []*conn
 	for len(cs) > 0 && now.Sub(cs[0].idleAt) >= t.idleTimeout() {
 		expired = append(expired, cs[0])
+		cs[0] = nil
 		cs = cs[1:]
 	}
 	full := len(cs) >= max
@@ -295,10 +310,11 @@ func (t *Transport) idleTimeout() time.Duration {
 	return DefaultIdleConnTimeout
 }
 
-// get returns a kept connection to key that still looks open, or dials one.
-func (t *Transport) get(ctx context.Context, key string, u *url.URL) (*conn, error) {
+// get returns a kept connection to key that still looks open (if kept),
+// or dials one.
+func (t *Transport) get(ctx context.Context, key string, u *url.URL, kept bool) (*conn, error) {
 	timeout := t.idleTimeout()
-	for {
+	for kept {
 		t.mu.Lock()
 		cs := t.idle[key]
 		if len(cs) == 0 {
@@ -353,7 +369,7 @@ func (t *Transport) dial(ctx context.Context, key string, u *url.URL) (*conn, er
 			raw.Close()
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 				// Not the caller's deadline: say whose it was.
-				return nil, fmt.Errorf("h1: TLS handshake with %s took longer than %s", addr, hs)
+				return nil, handshakeTimeout{addr: addr, after: hs}
 			}
 			return nil, err
 		}

@@ -748,3 +748,15 @@ func TestIdleConnectionsExpire(t *testing.T) {
 		t.Fatalf("%d connections, want 2 (the first expired while idle)", n)
 	}
 }
+
+func TestHandshakeTimeoutIsNamed(t *testing.T) {
+	// A server that takes the connection and never speaks TLS.
+	u, _ := rawServer(t, func(_ int, c net.Conn) { time.Sleep(500 * time.Millisecond) })
+	tr := &Transport{TLSHandshakeTimeout: 30 * time.Millisecond}
+	_, err := (&http.Client{Transport: tr}).Get(strings.Replace(u, "http://", "https://", 1))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "TLS handshake") {
+		t.Fatalf("got %v; want a timeout naming the TLS handshake, not the caller's deadline", err)
+	}
+}
