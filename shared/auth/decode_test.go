@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"github.com/synthstack/byok/shared/jsondec"
 	"testing"
+
+	"github.com/synthstack/byok/shared/jsondec"
 )
 
 // The claims and header decoder reads a token exactly as encoding/json read

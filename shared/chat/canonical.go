@@ -3,7 +3,6 @@ package chat
 import (
 	"bytes"
 	"errors"
-	"github.com/synthstack/byok/shared/jsondec"
 	"io"
 	"math"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/jsondec"
 )
 
 // jsonObject is a request body parsed once: its top-level members in

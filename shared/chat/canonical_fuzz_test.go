@@ -3,7 +3,6 @@ package chat
 import (
 	"context"
 	"encoding/json"
-	"github.com/synthstack/byok/shared/jsondec"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/fakeprovider"
+	"github.com/synthstack/byok/shared/jsondec"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/store"
 	"github.com/synthstack/byok/shared/translate"

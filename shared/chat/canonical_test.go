@@ -1,11 +1,11 @@
 package chat
 
 import (
-	"github.com/synthstack/byok/shared/jsondec"
 	"strings"
 	"testing"
 
 	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/jsondec"
 )
 
 // A key given twice, at any depth, is refused naming it: providers take the

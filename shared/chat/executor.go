@@ -3,7 +3,6 @@ package chat
 import (
 	"context"
 	"errors"
-	"github.com/synthstack/byok/shared/jsondec"
 	"log/slog"
 	"net/http"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/synthstack/byok/shared/apperr"
 	"github.com/synthstack/byok/shared/credits"
 	"github.com/synthstack/byok/shared/events"
+	"github.com/synthstack/byok/shared/jsondec"
 	"github.com/synthstack/byok/shared/provider"
 	"github.com/synthstack/byok/shared/ratelimit"
 	"github.com/synthstack/byok/shared/routing"

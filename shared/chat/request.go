@@ -2,7 +2,6 @@ package chat
 
 import (
 	"bytes"
-	"github.com/synthstack/byok/shared/jsondec"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/synthstack/byok/shared/apperr"
+	"github.com/synthstack/byok/shared/jsondec"
 )
 
 // operation is the kind of AI request.
