@@ -667,16 +667,23 @@ func (s *Store) PatchKey(ctx context.Context, k KeyRecord, p KeyPatch, now time.
 		set = append(set, "priority = :prio")
 		vals[":prio"] = N(int64(*p.Priority))
 	}
+	// A collection set to empty is removed, not stored empty.
+	setOrRemove := func(attr, placeholder string, empty bool, v any) error {
+		if empty {
+			remove = append(remove, attr)
+			return nil
+		}
+		av, err := attributevalue.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", attr, err)
+		}
+		set = append(set, attr+" = "+placeholder)
+		vals[placeholder] = av
+		return nil
+	}
 	if p.Models != nil {
-		if len(*p.Models) == 0 {
-			remove = append(remove, "models")
-		} else {
-			av, err := attributevalue.Marshal(*p.Models)
-			if err != nil {
-				return KeyRecord{}, fmt.Errorf("encode models: %w", err)
-			}
-			set = append(set, "models = :models")
-			vals[":models"] = av
+		if err := setOrRemove("models", ":models", len(*p.Models) == 0, *p.Models); err != nil {
+			return KeyRecord{}, err
 		}
 	}
 	if p.APIVersion != nil {
@@ -684,15 +691,8 @@ func (s *Store) PatchKey(ctx context.Context, k KeyRecord, p KeyPatch, now time.
 		vals[":apiv"] = S(*p.APIVersion)
 	}
 	if p.Deployments != nil {
-		if len(*p.Deployments) == 0 {
-			remove = append(remove, "deployments")
-		} else {
-			av, err := attributevalue.Marshal(*p.Deployments)
-			if err != nil {
-				return KeyRecord{}, fmt.Errorf("encode deployments: %w", err)
-			}
-			set = append(set, "deployments = :deps")
-			vals[":deps"] = av
+		if err := setOrRemove("deployments", ":deps", len(*p.Deployments) == 0, *p.Deployments); err != nil {
+			return KeyRecord{}, err
 		}
 	}
 	expr := "SET " + strings.Join(set, ", ")
