@@ -7,14 +7,19 @@ import { providerName, fmtInt, fmtUSD } from './format.js';
 
 const tokens = (t) => (t.input_tokens || 0) + (t.output_tokens || 0);
 
-export async function loadUsage(body, query = '') {
+export function loadUsage(body, query = '') {
+  return loadInto(body, '/v1/usage?days=30' + query, renderUsage, 'Usage could not be loaded: ');
+}
+
+// loadInto fetches path and renders it into body, or says in body that
+// it could not (failed is the message's start).
+async function loadInto(body, path, render, failed) {
   body.setAttribute('aria-busy', 'true');
   try {
-    const u = await api('GET', '/v1/usage?days=30' + query);
-    renderUsage(body, u);
+    render(body, await api('GET', path));
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
-    body.replaceChildren(el('p', { class: 'error' }, 'Usage could not be loaded: ', err.message));
+    body.replaceChildren(el('p', { class: 'error' }, failed, err.message));
   } finally {
     body.removeAttribute('aria-busy');
   }
@@ -54,17 +59,9 @@ function row(label, t, route) {
 // loadOrgUsage shows an organisation's usage (GET /v1/usage?org=, owners and
 // admins only): every member's requests with the org's or its projects'
 // keys, per project the member's token named (chargeback), and per day.
-export async function loadOrgUsage(body, org) {
-  body.setAttribute('aria-busy', 'true');
-  try {
-    const u = await api('GET', '/v1/usage?days=30&org=' + encodeURIComponent(org));
-    renderOrgUsage(body, u);
-  } catch (err) {
-    if (!(err instanceof ApiError)) throw err;
-    body.replaceChildren(el('p', { class: 'error' }, 'The organisation\'s usage could not be loaded: ', err.message));
-  } finally {
-    body.removeAttribute('aria-busy');
-  }
+export function loadOrgUsage(body, org) {
+  return loadInto(body, '/v1/usage?days=30&org=' + encodeURIComponent(org), renderOrgUsage,
+    'The organisation\'s usage could not be loaded: ');
 }
 
 export function renderOrgUsage(body, u) {
