@@ -9,7 +9,8 @@ import "github.com/synthstack/byok/shared/store"
 // model filter does not admit model are left out; the caller still skips
 // keys whose circuit is open. org is nil when the token names no org.
 func Candidates(u store.User, org *store.Org, provider, model string) []store.KeyRecord {
-	var sets []store.KeySet
+	var buf [3]store.KeySet // at most project, org and own: no allocation
+	sets := buf[:0]
 	if org != nil {
 		sets = append(sets, org.Project, org.Keys)
 		if org.Settings.PersonalKeys {
