@@ -583,7 +583,7 @@ func roundAll(ms ...map[string]*Split) {
 	}
 }
 
-// summarize totals it's rows; each row also goes to extra when set.
+// summarize totals its rows; each row also goes to extra when set.
 func (s *Service) summarize(ctx context.Context, it rowIter, from, to time.Time, extra func(*Row)) (*Summary, error) {
 	from, to = from.UTC(), to.UTC()
 	sum := &Summary{From: from, To: to, ByProvider: map[string]*Split{}, ByModel: map[string]*Split{}}
