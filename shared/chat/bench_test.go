@@ -104,7 +104,7 @@ func BenchmarkHotPath(b *testing.B) {
 		}
 		// As handleJSON: the user row is read alongside the parse, or (this
 		// small body) after it.
-		lctx, cancel := context.WithCancel(auth.WithPrincipal(ctx, p))
+		lctx := auth.WithPrincipal(ctx, p)
 		ld := rig.x.startLoad(lctx, int64(len(benchBody)))
 		req, err := parseChatRequest(rig.x.Decoders, benchBody)
 		if err != nil {
@@ -116,7 +116,9 @@ func BenchmarkHotPath(b *testing.B) {
 		}
 		req.UpstreamModel = up
 		c, err := rig.x.newCall(lctx, nil, hr, p, req, prov, ld)
-		cancel()
+		if ld != nil {
+			ld.stop()
+		}
 		if err != nil {
 			b.Fatal(err)
 		}

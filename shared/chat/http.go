@@ -80,10 +80,11 @@ func (x *Executor) handleJSON(w http.ResponseWriter, r *http.Request, op operati
 	}
 	// The caller's rows are read while the body is read and parsed, so the
 	// storage round trip overlaps them (docs/performance.md, row 9). A request
-	// refused for its body answers at once; cancel abandons that read.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	ld := x.startLoad(ctx, r.ContentLength)
+	// refused for its body answers at once; stop abandons that read.
+	ld := x.startLoad(r.Context(), r.ContentLength)
+	if ld != nil {
+		defer ld.stop()
+	}
 	body, err := readBody(w, r, x.limits().JSON, false)
 	if err != nil {
 		writeError(w, r, op, err)
@@ -252,7 +253,8 @@ func (x *Executor) serveLoaded(w http.ResponseWriter, r *http.Request, req *apiR
 // (cached), the account and keys with one query, and the org's (and
 // project's) keys with one more when the token names an org.
 type userLoad struct {
-	done chan struct{} // closed once the fields below are set
+	done chan struct{}      // closed once the fields below are set (startLoad's)
+	stop context.CancelFunc // abandons startLoad's read
 	set  routing.Settings
 	user store.User
 	org  *store.Org
@@ -269,14 +271,6 @@ func (x *Executor) load(ctx context.Context, p auth.Principal, l *userLoad) {
 	l.org, l.err = x.loadOrg(ctx, p)
 }
 
-// loadNow reads the caller's rows before returning.
-func (x *Executor) loadNow(ctx context.Context, p auth.Principal) *userLoad {
-	l := &userLoad{done: make(chan struct{})}
-	x.load(ctx, p, l)
-	close(l.done)
-	return l
-}
-
 // overlapMinBody is the smallest body (Content-Length) whose read and parse
 // the caller's rows are read alongside: a smaller one is parsed (about 2 µs
 // per KB) in less time than handing the read to a goroutine costs.
@@ -285,14 +279,15 @@ const overlapMinBody = 4 << 10
 // startLoad starts reading the rows of ctx's caller and returns at once,
 // for a body of size bytes (-1: unknown). It returns nil when the rows are
 // better read after the parse (a small body, or no caller: serve refuses
-// that request). The read ends with ctx: the handler cancels it when it
-// answers without it.
+// that request). The read ends with ctx or with stop, which the handler
+// calls when it answers.
 func (x *Executor) startLoad(ctx context.Context, size int64) *userLoad {
 	p, ok := auth.FromContext(ctx)
 	if !ok || (size >= 0 && size < overlapMinBody) {
 		return nil
 	}
-	l := &userLoad{done: make(chan struct{})}
+	ctx, stop := context.WithCancel(ctx)
+	l := &userLoad{done: make(chan struct{}), stop: stop}
 	go func() {
 		defer close(l.done)
 		defer func() {
@@ -313,9 +308,11 @@ func (x *Executor) startLoad(ctx context.Context, size int64) *userLoad {
 func (x *Executor) newCall(ctx context.Context, w http.ResponseWriter, r *http.Request, p auth.Principal, req *apiRequest, prov provider.Name, ld *userLoad) (*call, error) {
 	userID := p.UserID
 	if ld == nil {
-		ld = x.loadNow(ctx, p)
+		ld = &userLoad{}
+		x.load(ctx, p, ld)
+	} else {
+		<-ld.done
 	}
-	<-ld.done
 	if ld.err != nil {
 		return nil, ld.err
 	}
